@@ -1,0 +1,357 @@
+// Package build runs the whole pipeline: config → plan → compile → root file
+// system → initramfs → UKI → manifest and SBOM, into a fresh directory that
+// replaces the output directory in one atomic step. An unchanged input set is
+// served from the content-hash cache.
+package build
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"hardvisor.dev/hardvisor/config"
+	"hardvisor.dev/hardvisor/image/cache"
+	"hardvisor.dev/hardvisor/image/compile"
+	"hardvisor.dev/hardvisor/image/initramfs"
+	"hardvisor.dev/hardvisor/image/kernel"
+	"hardvisor.dev/hardvisor/image/manifest"
+	"hardvisor.dev/hardvisor/image/plan"
+	"hardvisor.dev/hardvisor/image/rootfs"
+	"hardvisor.dev/hardvisor/image/sbom"
+	"hardvisor.dev/hardvisor/image/uki"
+)
+
+// The artifacts a build writes to its output directory.
+const (
+	UKI       = "hardvisor.efi"
+	Kernel    = "vmlinuz"
+	Initramfs = "initramfs.img"
+	Cmdline   = "cmdline"
+	SBOM      = "sbom.spdx.json"
+)
+
+const artifactsKind = "artifacts"
+
+// Options are a build's inputs beyond the config file.
+type Options struct {
+	// ConfigPath is the config file; empty builds the embedded default config.
+	ConfigPath string
+	// OutDir receives the artifacts.
+	OutDir string
+	// Profile overrides the config's profile ("production" or "debug").
+	Profile string
+	// KernelPath is a kernel image to use instead of the newest Debian kernel package.
+	KernelPath string
+	// SourceDir is the hardvisor source tree that PID 1 is compiled from.
+	SourceDir string
+	// Cache is the content-hash cache.
+	Cache cache.Cache
+	// Compression of the initramfs.
+	Compression initramfs.Compression
+	// Epoch is SOURCE_DATE_EPOCH: the one timestamp that appears in artifacts.
+	Epoch int64
+	// Stub is systemd's EFI stub; empty means Debian's.
+	Stub string
+	// DpkgDir is the dpkg database; empty means /var/lib/dpkg.
+	DpkgDir string
+	// Progress receives a line per stage; nil discards.
+	Progress io.Writer
+}
+
+// Result tells what a build did.
+type Result struct {
+	Manifest *manifest.Manifest
+	// Cached is true when the artifacts came from the cache unchanged.
+	Cached bool
+}
+
+// Run builds. On any error the output directory is left as it was.
+func Run(opts Options) (*Result, error) {
+	p := &progress{w: opts.Progress, start: time.Now()}
+	if opts.Compression == "" {
+		opts.Compression = initramfs.Zstd
+	}
+	if opts.Stub == "" {
+		opts.Stub = uki.DefaultStub
+	}
+	if opts.DpkgDir == "" {
+		opts.DpkgDir = "/var/lib/dpkg"
+	}
+	var cfg *config.Config
+	var err error
+	if opts.ConfigPath == "" {
+		cfg = config.LoadDefault()
+	} else if cfg, err = config.Load(opts.ConfigPath); err != nil {
+		return nil, err
+	}
+	pl, err := plan.New(cfg, plan.Options{Profile: opts.Profile, Kernel: kernel.FindOptions{Path: opts.KernelPath}})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(opts.Stub); err != nil {
+		return nil, fmt.Errorf("EFI stub %s missing: apt-get install systemd-boot-efi", opts.Stub)
+	}
+	p.stage("plan", "version %s, profile %s, kernel %s, %d modules", cfg.Version, cfg.Profile, pl.Kernel.Release, len(pl.Modules.Order))
+
+	bb, err := compile.Busybox(compile.Options{SourceDir: opts.SourceDir, Packages: pl.Packages, Cache: opts.Cache, Log: nil})
+	if err != nil {
+		return nil, err
+	}
+	p.stage("compile", "%d Go commands into one binary%s", len(bb.Commands), cachedNote(bb.Cached))
+
+	cfgYAML, err := cfg.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	tree, err := Assemble(pl, bb, cfgYAML)
+	if err != nil {
+		return nil, err
+	}
+	key, err := inputKey(bb.Key, tree, opts, pl)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	dir, cached := opts.Cache.Lookup(artifactsKind, key)
+	if cached {
+		res.Cached = true
+		p.stage("cache", "inputs unchanged (%s)", key[:12])
+	} else {
+		if dir, err = write(pl, tree, opts, key, cfgYAML, p); err != nil {
+			return nil, err
+		}
+	}
+	m, err := manifest.Read(dir)
+	if err != nil {
+		return nil, err
+	}
+	res.Manifest = m
+	if err := publish(dir, opts.OutDir); err != nil {
+		return nil, err
+	}
+	_ = opts.Cache.Prune(artifactsKind, 6)
+	p.stage("done", "%s in %s", UKI, opts.OutDir)
+	return res, nil
+}
+
+// Assemble lays out the host's root file system.
+func Assemble(pl *plan.Plan, bb *compile.Result, cfgYAML []byte) (*rootfs.Tree, error) {
+	t := rootfs.New()
+	if err := bb.AddTo(t); err != nil {
+		return nil, err
+	}
+	if err := pl.Modules.AddTo(t); err != nil {
+		return nil, err
+	}
+	initName := filepath.Base(plan.InitPackage)
+	adds := []func() error{
+		func() error { return t.AddSymlink("init", compile.BinDir+"/"+initName) },
+		func() error { return t.AddData("etc/hardvisor/config.yaml", cfgYAML, 0o644) },
+		func() error { return t.AddData("etc/os-release", plan.OSRelease(pl.Config), 0o644) },
+		func() error { return t.AddData("etc/passwd", []byte("root:x:0:0:root:/:/bbin/false\n"), 0o644) },
+		func() error { return t.AddData("etc/group", []byte("root:x:0:\n"), 0o644) },
+		func() error { return t.AddCharDev("dev/console", 0o600, 5, 1) },
+	}
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "var"} {
+		d := d
+		adds = append(adds, func() error { return t.AddDir(d, 0o755) })
+	}
+	for _, add := range adds {
+		if err := add(); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// inputKey hashes everything the artifacts depend on: the compiled binary's key
+// (the source and toolchain), every file of the tree by content, the kernel,
+// the stub, the command line, the compression and the epoch.
+func inputKey(compileKey string, t *rootfs.Tree, opts Options, pl *plan.Plan) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "compile %s\ncompression %s\nepoch %d\ncmdline %s\n", compileKey, opts.Compression, opts.Epoch, pl.Cmdline)
+	for _, f := range []string{pl.Kernel.Image, opts.Stub} {
+		if err := hashFile(h, f); err != nil {
+			return "", err
+		}
+	}
+	for _, e := range t.Entries() {
+		fmt.Fprintf(h, "%s %v %o %s %d:%d %d\n", e.Path, e.Kind, e.Mode, e.Target, e.Major, e.Minor, len(e.Data))
+		h.Write(e.Data)
+		if e.Source != "" {
+			if err := hashFile(h, e.Source); err != nil {
+				return "", err
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func hashFile(w io.Writer, p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+// write produces the artifacts into a cache entry and returns its directory.
+func write(pl *plan.Plan, t *rootfs.Tree, opts Options, key string, cfgYAML []byte, p *progress) (string, error) {
+	dir, err := opts.Cache.TempDir(artifactsKind)
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir) // a no-op once stored
+	if err := writeInitramfs(filepath.Join(dir, Initramfs), t, opts); err != nil {
+		return "", err
+	}
+	p.stage("initramfs", "%d entries, %s", len(t.Entries()), opts.Compression)
+	if err := copyFile(pl.Kernel.Image, filepath.Join(dir, Kernel)); err != nil {
+		return "", fmt.Errorf("copy kernel: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, Cmdline), []byte(pl.Cmdline+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	sections, err := os.MkdirTemp(dir, "uki-")
+	if err != nil {
+		return "", err
+	}
+	if err := uki.Build(uki.Inputs{Stub: opts.Stub, Kernel: pl.Kernel.Image, Initramfs: filepath.Join(dir, Initramfs),
+		Cmdline: pl.Cmdline, OSRelease: plan.OSRelease(pl.Config)}, filepath.Join(dir, UKI), sections); err != nil {
+		return "", err
+	}
+	os.RemoveAll(sections)
+	p.stage("uki", "%s", UKI)
+
+	dpkg, err := sbom.LoadDpkg(opts.DpkgDir)
+	if err != nil {
+		return "", err
+	}
+	own := map[string]bool{}
+	for _, e := range t.Entries() {
+		if e.Kind == rootfs.File && (e.Source == "" || strings.HasPrefix(e.Source, opts.Cache.Root)) {
+			own[e.Path] = true
+		}
+	}
+	doc, err := sbom.Generate(t, dpkg, sbom.Options{Name: "hardvisor-" + pl.Config.Version, Version: pl.Config.Version,
+		Created: time.Unix(opts.Epoch, 0).UTC(), OwnFiles: own})
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, SBOM), doc, 0o644); err != nil {
+		return "", err
+	}
+	arts, err := manifest.HashFiles(dir, []string{UKI, Kernel, Initramfs, Cmdline, SBOM})
+	if err != nil {
+		return "", err
+	}
+	m := &manifest.Manifest{
+		Name: "hardvisor", Version: pl.Config.Version, Profile: pl.Config.Profile, Cmdline: pl.Cmdline,
+		Compression: string(opts.Compression),
+		Kernel: manifest.Kernel{Release: pl.Kernel.Release, Package: pl.Kernel.Package,
+			PackageVersion: pl.Kernel.PackageVersion, Modules: len(pl.Modules.Order)},
+		Components: components(dpkg, opts.Stub),
+		Artifacts:  arts,
+		InputHash:  key,
+	}
+	mb, err := m.Marshal()
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, manifest.FileName), mb, 0o644); err != nil {
+		return "", err
+	}
+	p.stage("manifest", "%s, %s", manifest.FileName, SBOM)
+	return opts.Cache.Store(artifactsKind, key, dir)
+}
+
+func writeInitramfs(path string, t *rootfs.Tree, opts Options) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	zw, err := initramfs.Compress(f, opts.Compression)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if err := initramfs.WriteCPIO(zw, t, opts.Epoch); err != nil {
+		f.Close()
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// components lists the versions of what went into the image besides the kernel.
+func components(d *sbom.Dpkg, stub string) []manifest.Component {
+	var cs []manifest.Component
+	if pkg, ok := d.Owner(stub); ok {
+		cs = append(cs, manifest.Component{Name: pkg.Name, Version: pkg.Version})
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		cs = append(cs, manifest.Component{Name: "go", Version: bi.GoVersion})
+		for _, dep := range bi.Deps {
+			switch dep.Path {
+			case "github.com/u-root/u-root", "github.com/u-root/mkuimage", "github.com/u-root/gobusybox/src":
+				cs = append(cs, manifest.Component{Name: dep.Path, Version: dep.Version})
+			}
+		}
+	}
+	return cs
+}
+
+func cachedNote(c bool) string {
+	if c {
+		return " (cached)"
+	}
+	return ""
+}
+
+type progress struct {
+	w     io.Writer
+	start time.Time
+	last  time.Time
+}
+
+// stage prints one line per finished stage with the time it took, so a slow
+// step shows itself.
+func (p *progress) stage(name, format string, args ...any) {
+	if p.w == nil {
+		return
+	}
+	now := time.Now()
+	if p.last.IsZero() {
+		p.last = p.start
+	}
+	fmt.Fprintf(p.w, "%-10s %5.1fs  %s\n", name, now.Sub(p.last).Seconds(), fmt.Sprintf(format, args...))
+	p.last = now
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

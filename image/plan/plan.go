@@ -1,0 +1,104 @@
+// Package plan turns a validated config into everything the build stages need:
+// which kernel, which modules, which Go commands, the one canonical kernel command
+// line and the os-release of the image. It reads the build host but writes nothing.
+package plan
+
+import (
+	"fmt"
+	"strings"
+
+	"hardvisor.dev/hardvisor/config"
+	"hardvisor.dev/hardvisor/image/kernel"
+)
+
+// InitPackage is PID 1's Go package; its command name is what /init links to.
+const InitPackage = "hardvisor.dev/hardvisor/init/hvinit"
+
+// DebugPackages are the u-root core commands the debug profile adds, with gosh
+// as the interactive shell on the serial console. Each must be a tool in go.mod.
+var DebugPackages = corePackages(
+	"cat", "chmod", "cp", "dd", "df", "dmesg", "echo", "find", "free", "grep", "gosh",
+	"head", "hexdump", "hostname", "id", "ip", "kill", "ln", "ls", "lsmod", "mkdir",
+	"mount", "mv", "netstat", "pci", "ps", "pwd", "readlink", "rm", "sleep", "sync",
+	"tail", "uname", "umount", "uptime", "wc", "which")
+
+func corePackages(names ...string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = "github.com/u-root/u-root/cmds/core/" + n
+	}
+	return out
+}
+
+// HardeningCmdline is the kernel's share of the hardening: KSPP-recommended
+// arguments that every hardvisor image boots with.
+var HardeningCmdline = []string{
+	"lockdown=integrity",
+	"module.sig_enforce=1",
+	"slab_nomerge",
+	"init_on_alloc=1",
+	"init_on_free=1",
+	"page_alloc.shuffle=1",
+	"randomize_kstack_offset=on",
+	"vsyscall=none",
+	"debugfs=off",
+	"pti=on",
+	"oops=panic",
+	"panic=10",
+}
+
+// Options are the build host facts and overrides that shape a plan.
+type Options struct {
+	// Profile overrides the config's profile when set.
+	Profile string
+	// Kernel names a kernel image; empty picks the newest installed Debian kernel package.
+	Kernel kernel.FindOptions
+}
+
+// Plan is a build, decided.
+type Plan struct {
+	Config   *config.Config
+	Kernel   *kernel.Kernel
+	Modules  *kernel.ModuleSet
+	Packages []string
+	Cmdline  string
+}
+
+// New plans the build of cfg.
+func New(cfg *config.Config, opts Options) (*Plan, error) {
+	if opts.Profile != "" {
+		if opts.Profile != "production" && opts.Profile != "debug" {
+			return nil, fmt.Errorf("--profile %q: want production or debug", opts.Profile)
+		}
+		cfg.Profile = opts.Profile
+	}
+	k, err := kernel.Find(opts.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	mods, err := k.Modules(cfg.Kernel.Modules)
+	if err != nil {
+		return nil, fmt.Errorf("kernel.modules: %w", err)
+	}
+	pkgs := []string{InitPackage}
+	if cfg.Profile == "debug" {
+		pkgs = append(pkgs, DebugPackages...)
+	}
+	return &Plan{Config: cfg, Kernel: k, Modules: mods, Packages: pkgs, Cmdline: Cmdline(cfg)}, nil
+}
+
+// Cmdline is the canonical kernel command line of an image built from cfg: the
+// consoles, the hardening arguments and the config's extra arguments. The UKI
+// carries it; direct and network boot pass the same string.
+func Cmdline(cfg *config.Config) string {
+	args := []string{"console=tty0", "console=" + cfg.Host.Console + ",115200", "quiet", "rdinit=/init"}
+	args = append(args, HardeningCmdline...)
+	args = append(args, cfg.Kernel.Cmdline...)
+	return strings.Join(args, " ")
+}
+
+// OSRelease is the image's os-release(5), which systemd-boot shows in its menu.
+func OSRelease(cfg *config.Config) []byte {
+	return []byte(fmt.Sprintf("NAME=hardvisor\nID=hardvisor\nPRETTY_NAME=\"hardvisor %s\"\nVERSION_ID=%s\nIMAGE_ID=hardvisor\nIMAGE_VERSION=%s\nVARIANT_ID=%s\nHOME_URL=https://hardvisor.dev/\n",
+		cfg.Version, cfg.Version, cfg.Version, cfg.Profile))
+}

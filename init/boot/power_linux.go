@@ -1,0 +1,114 @@
+package boot
+
+import (
+	"encoding/binary"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// PowerAction is what PID 1 was asked to do at the end of the host's life.
+type PowerAction int
+
+// The actions PID 1 knows.
+const (
+	PowerOff PowerAction = iota
+	Reboot
+)
+
+func (a PowerAction) String() string {
+	if a == Reboot {
+		return "reboot"
+	}
+	return "poweroff"
+}
+
+// WaitForPowerAction blocks until someone asks the host to go down: SIGUSR2 or
+// SIGPWR (poweroff), SIGTERM or Ctrl-Alt-Del, which the kernel turns into SIGINT
+// (reboot), or the ACPI power button (poweroff), the way a BMC or `virsh shutdown`
+// asks.
+func WaitForPowerAction(h *Host) PowerAction {
+	// Hand Ctrl-Alt-Del to PID 1 as SIGINT instead of an immediate kernel reboot.
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
+	ch := make(chan PowerAction, 1)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, unix.SIGUSR2, unix.SIGPWR, unix.SIGTERM, unix.SIGINT)
+	go func() {
+		s := <-sig
+		if s == unix.SIGUSR2 || s == unix.SIGPWR {
+			ch <- PowerOff
+		} else {
+			ch <- Reboot
+		}
+	}()
+	for _, dev := range powerButtons("/sys/class/input") {
+		go watchPowerButton(dev, ch)
+	}
+	return <-ch
+}
+
+// powerButtons lists the event devices whose name says they are a power button.
+func powerButtons(sysClassInput string) []string {
+	names, _ := filepath.Glob(filepath.Join(sysClassInput, "event*", "device", "name"))
+	var devs []string
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil || !strings.Contains(string(b), "Power Button") {
+			continue
+		}
+		devs = append(devs, "/dev/input/"+filepath.Base(filepath.Dir(filepath.Dir(n))))
+	}
+	return devs
+}
+
+const (
+	evKey      = 1
+	keyPower   = 116
+	eventBytes = 24 // struct input_event on 64-bit: timeval(16) type(2) code(2) value(4)
+)
+
+func watchPowerButton(dev string, ch chan<- PowerAction) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	buf := make([]byte, eventBytes)
+	for {
+		if _, err := f.Read(buf); err != nil {
+			return
+		}
+		typ := binary.LittleEndian.Uint16(buf[16:])
+		code := binary.LittleEndian.Uint16(buf[18:])
+		value := int32(binary.LittleEndian.Uint32(buf[20:]))
+		if typ == evKey && code == keyPower && value == 1 {
+			select {
+			case ch <- PowerOff:
+			default:
+			}
+			return
+		}
+	}
+}
+
+// Shutdown syncs and unmounts what PID 1 mounted, then powers off or reboots.
+// It does not return.
+func Shutdown(h *Host, a PowerAction) {
+	h.Logf("%s: syncing disks", a)
+	unix.Sync()
+	for i := len(EarlyMounts) - 1; i >= 0; i-- {
+		_ = unix.Unmount(EarlyMounts[i].Target, unix.MNT_DETACH)
+	}
+	unix.Sync()
+	h.Logf("%s", a)
+	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
+	if a == Reboot {
+		cmd = unix.LINUX_REBOOT_CMD_RESTART
+	}
+	for {
+		_ = unix.Reboot(cmd)
+	}
+}

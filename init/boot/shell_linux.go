@@ -1,0 +1,39 @@
+package boot
+
+import (
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// DebugShell keeps an interactive shell on the serial console (debug profile
+// only: production images contain no shell at all).
+type DebugShell struct {
+	Host *Host
+	// Shell is the shell binary, Console the tty it runs on ("/dev/ttyS0").
+	Shell, Console string
+}
+
+// Serve runs the shell and starts a new one whenever it exits. It returns only
+// if the console or the shell cannot be opened.
+func (d DebugShell) Serve() error {
+	for {
+		tty, err := os.OpenFile(d.Console, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		cmd := exec.Command(d.Shell)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		cmd.Dir = "/"
+		cmd.Env = []string{"PATH=/bbin", "HOME=/", "TERM=linux", "PS1=hardvisor# "}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+		d.Host.Logf("debug shell on %s", d.Console)
+		err = cmd.Run()
+		tty.Close()
+		if cmd.Process == nil {
+			return err
+		}
+		time.Sleep(time.Second) // do not spin if the shell dies at once
+	}
+}

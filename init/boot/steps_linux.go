@@ -1,0 +1,238 @@
+package boot
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"hardvisor.dev/hardvisor/config"
+	"hardvisor.dev/hardvisor/image/kernel"
+)
+
+// Paths inside the image that the builder writes and PID 1 reads.
+const (
+	ConfigPath  = "/etc/hardvisor/config.yaml"
+	ModulesPath = "/etc/hardvisor/modules.load"
+)
+
+// Mount is one file system PID 1 mounts.
+type Mount struct {
+	Source, Target, FSType string
+	Flags                  uintptr
+	Data                   string
+}
+
+func (m Mount) String() string { return "mount " + m.Target }
+
+// Run creates the mount point and mounts; an already mounted target is fine
+// (the kernel may have mounted devtmpfs).
+func (m Mount) Run() error {
+	if err := os.MkdirAll(m.Target, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(m.Source, m.Target, m.FSType, m.Flags, m.Data); err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return nil
+		}
+		return fmt.Errorf("mount %s on %s: %w", m.FSType, m.Target, err)
+	}
+	return nil
+}
+
+const (
+	nodev  = unix.MS_NODEV
+	nosuid = unix.MS_NOSUID
+	noexec = unix.MS_NOEXEC
+)
+
+// EarlyMounts are the kernel file systems every later step relies on, each with
+// the most restrictive flags it tolerates.
+var EarlyMounts = []Mount{
+	{"proc", "/proc", "proc", nodev | nosuid | noexec, "hidepid=invisible"},
+	{"sysfs", "/sys", "sysfs", nodev | nosuid | noexec, ""},
+	{"devtmpfs", "/dev", "devtmpfs", nosuid | noexec, "mode=0755"},
+	{"devpts", "/dev/pts", "devpts", nosuid | noexec, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+	{"tmpfs", "/dev/shm", "tmpfs", nodev | nosuid | noexec, "mode=1777"},
+	{"tmpfs", "/run", "tmpfs", nodev | nosuid, "mode=0755"},
+	{"tmpfs", "/tmp", "tmpfs", nodev | nosuid | noexec, "mode=1777"},
+	{"securityfs", "/sys/kernel/security", "securityfs", nodev | nosuid | noexec, ""},
+	{"cgroup2", "/sys/fs/cgroup", "cgroup2", nodev | nosuid | noexec, "nsdelegate"},
+}
+
+// Consoles points the host's console writer at every active kernel console
+// (tty0 and ttyS0 alike), so PID 1's lines appear wherever the kernel's do.
+type Consoles struct{ Host *Host }
+
+func (Consoles) String() string { return "consoles" }
+
+// Run opens each console named in /sys/class/tty/console/active.
+func (c Consoles) Run() error {
+	b, err := os.ReadFile("/sys/class/tty/console/active")
+	if err != nil {
+		return err
+	}
+	var ws []io.Writer
+	for _, name := range strings.Fields(string(b)) {
+		f, err := os.OpenFile("/dev/"+name, os.O_WRONLY|unix.O_NOCTTY, 0)
+		if err != nil {
+			continue // a console the kernel lists but cannot open (no device) is not an error
+		}
+		ws = append(ws, f)
+	}
+	if len(ws) > 0 {
+		c.Host.Console = io.MultiWriter(ws...)
+	}
+	return nil
+}
+
+// Optional: with no console device PID 1 still has the kernel's /dev/console.
+func (Consoles) Optional() bool { return true }
+
+// LoadConfig reads the config embedded in the image and applies the hosts[]
+// override that matches one of this machine's MAC addresses.
+type LoadConfig struct {
+	Host *Host
+	Path string
+}
+
+func (LoadConfig) String() string { return "config" }
+
+// Run parses the config and selects this host's section.
+func (s LoadConfig) Run() error {
+	b, err := os.ReadFile(s.Path)
+	if err != nil {
+		return err
+	}
+	c, err := config.Parse(s.Path, b)
+	if err != nil {
+		return err
+	}
+	macs, err := MACs("/sys/class/net")
+	if err != nil {
+		return err
+	}
+	s.Host.Config = c.ForHost(macs)
+	s.Host.Version = c.Version
+	return nil
+}
+
+// MACs lists the hardware addresses of the machine's network interfaces, sorted.
+func MACs(sysClassNet string) ([]string, error) {
+	ents, err := os.ReadDir(sysClassNet)
+	if err != nil {
+		return nil, err
+	}
+	var macs []string
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(sysClassNet, e.Name(), "address"))
+		if err != nil {
+			continue
+		}
+		if m := strings.TrimSpace(string(b)); m != "" && m != "00:00:00:00:00:00" {
+			macs = append(macs, m)
+		}
+	}
+	sort.Strings(macs)
+	return macs, nil
+}
+
+// Hostname sets the kernel host name from the config.
+type Hostname struct{ Host *Host }
+
+func (Hostname) String() string { return "hostname" }
+
+// Run sets the host name.
+func (s Hostname) Run() error {
+	return unix.Sethostname([]byte(s.Host.Config.Host.Hostname))
+}
+
+// ModuleReport says what the modules step did.
+type ModuleReport struct {
+	Loaded []string
+	// Absent maps a module to why the kernel refused it because its hardware
+	// is not there (e.g. kvm_intel on an AMD machine).
+	Absent map[string]string
+}
+
+// Modules loads the kernel modules the builder put on the allow-list, in the
+// dependency order it computed.
+type Modules struct {
+	Host *Host
+	List string
+}
+
+func (Modules) String() string { return "modules" }
+
+// Run loads every module in the list. A module the kernel refuses because its
+// hardware is missing is recorded; any other failure stops the boot.
+func (s Modules) Run() error {
+	f, err := os.Open(s.List)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	files, err := kernel.ParseLoadList(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.List, err)
+	}
+	rep := ModuleReport{Absent: map[string]string{}}
+	for _, p := range files {
+		name := strings.TrimSuffix(path.Base(p), ".ko")
+		switch err := loadModule("/" + strings.TrimPrefix(p, "/")); {
+		case err == nil, errors.Is(err, unix.EEXIST):
+			rep.Loaded = append(rep.Loaded, name)
+		case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EIO):
+			rep.Absent[name] = err.Error()
+		default:
+			return fmt.Errorf("load %s: %w", p, err)
+		}
+	}
+	s.Host.Modules = rep
+	return nil
+}
+
+func loadModule(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.FinitModule(int(f.Fd()), "", 0)
+}
+
+// Ready prints the line that tells the world the host is up.
+type Ready struct{ Host *Host }
+
+func (Ready) String() string { return "ready" }
+
+// Run prints `hardvisor: ready version=… hostname=…`.
+func (s Ready) Run() error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "ready version=%s hostname=%s profile=%s modules=%d",
+		s.Host.Version, s.Host.Config.Host.Hostname, s.Host.Config.Profile, len(s.Host.Modules.Loaded))
+	s.Host.Logf("%s", b.String())
+	return nil
+}
+
+// Sequence is the boot order of this image's PID 1.
+func Sequence(h *Host) []Step {
+	steps := make([]Step, 0, len(EarlyMounts)+5)
+	for _, m := range EarlyMounts {
+		steps = append(steps, m)
+	}
+	return append(steps,
+		Consoles{Host: h},
+		LoadConfig{Host: h, Path: ConfigPath},
+		Hostname{Host: h},
+		Modules{Host: h, List: ModulesPath},
+		Ready{Host: h},
+	)
+}

@@ -1,0 +1,26 @@
+// Command hvinit is hardvisor's PID 1: it runs the boot sequence, reports
+// readiness on the console and waits to be asked to power off or reboot.
+package main
+
+import (
+	"os"
+	"time"
+
+	"hardvisor.dev/hardvisor/init/boot"
+)
+
+func main() {
+	h := &boot.Host{Console: os.Stdout}
+	if err := boot.Run(h, boot.Sequence(h), time.Now); err != nil {
+		h.Logf("boot failed: %v", err)
+		h.Logf("not ready")
+	} else if h.Config.Profile == "debug" {
+		go func() {
+			sh := boot.DebugShell{Host: h, Shell: "/bbin/gosh", Console: "/dev/" + h.Config.Host.Console}
+			if err := sh.Serve(); err != nil {
+				h.Logf("debug shell: %v", err)
+			}
+		}()
+	}
+	boot.Shutdown(h, boot.WaitForPowerAction(h))
+}
