@@ -92,8 +92,12 @@ func Busybox(opts Options) (*Result, error) {
 	if logw == nil {
 		logw = io.Discard
 	}
+	goroot, err := exec.Command(goBin, "env", "GOROOT").Output()
+	if err != nil {
+		return nil, fmt.Errorf("go env GOROOT: %w", err)
+	}
 	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"),
-		golang.WithWorkingDir(opts.SourceDir))
+		golang.WithGOROOT(strings.TrimSpace(string(goroot))), golang.WithWorkingDir(opts.SourceDir))
 	af := initramfs.NewFiles()
 	b := &builder.GBBBuilder{}
 	bopts := builder.Opts{

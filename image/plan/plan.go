@@ -33,7 +33,6 @@ func corePackages(names ...string) []string {
 // HardeningCmdline is the kernel's share of the hardening: KSPP-recommended
 // arguments that every hardvisor image boots with.
 var HardeningCmdline = []string{
-	"lockdown=integrity",
 	"module.sig_enforce=1",
 	"slab_nomerge",
 	"init_on_alloc=1",
@@ -72,6 +71,9 @@ func New(cfg *config.Config, opts Options) (*Plan, error) {
 		}
 		cfg.Profile = opts.Profile
 	}
+	if err := checkFeatureModules(cfg); err != nil {
+		return nil, err
+	}
 	k, err := kernel.Find(opts.Kernel)
 	if err != nil {
 		return nil, err
@@ -92,6 +94,7 @@ func New(cfg *config.Config, opts Options) (*Plan, error) {
 // carries it; direct and network boot pass the same string.
 func Cmdline(cfg *config.Config) string {
 	args := []string{"console=tty0", "console=" + cfg.Host.Console + ",115200", "quiet", "rdinit=/init"}
+	args = append(args, "lockdown="+cfg.Security.Lockdown)
 	args = append(args, HardeningCmdline...)
 	args = append(args, cfg.Kernel.Cmdline...)
 	return strings.Join(args, " ")
@@ -101,4 +104,24 @@ func Cmdline(cfg *config.Config) string {
 func OSRelease(cfg *config.Config) []byte {
 	return []byte(fmt.Sprintf("NAME=hardvisor\nID=hardvisor\nPRETTY_NAME=\"hardvisor %s\"\nVERSION_ID=%s\nIMAGE_ID=hardvisor\nIMAGE_VERSION=%s\nVARIANT_ID=%s\nHOME_URL=https://hardvisor.dev/\n",
 		cfg.Version, cfg.Version, cfg.Version, cfg.Profile))
+}
+
+// checkFeatureModules refuses a config whose features need a module that
+// kernel.modules leaves out of the image: the host could not load it at boot.
+func checkFeatureModules(cfg *config.Config) error {
+	norm := func(s string) string { return strings.ReplaceAll(s, "-", "_") }
+	have := map[string]bool{}
+	for _, m := range cfg.Kernel.Modules {
+		have[norm(m)] = true
+	}
+	var missing []string
+	for _, m := range cfg.FeatureModules() {
+		if !have[norm(m)] {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("kernel.modules: the config's networks and guests need %s; add them to the list", strings.Join(missing, ", "))
+	}
+	return nil
 }
