@@ -1,0 +1,63 @@
+package boot
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+func writeFile(t *testing.T, p, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDevicesScan runs the coldplug scan over a fake sysfs: only the buses the
+// index names are read, ACPI devices by name, and a rescan picks up a device
+// that appeared without reading the others again.
+func TestDevicesScan(t *testing.T) {
+	sys := t.TempDir()
+	writeFile(t, filepath.Join(sys, "bus/pci/devices/0000:00:01.0/modalias"), "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n")
+	writeFile(t, filepath.Join(sys, "bus/serio/devices/serio0/modalias"), "serio:ty01pr00id00ex00\n")
+	os.MkdirAll(filepath.Join(sys, "bus/acpi/devices/LNXPWRBN:00"), 0o755)
+	writeFile(t, filepath.Join(sys, "class/input/input0/modalias"), "input:b0019v0000p0001e0000-e0,1,k74,ramlsfw\n")
+	writeFile(t, filepath.Join(sys, "devices/system/cpu/modalias"), "cpu:type:x86,ven0000fam0006mod003F:feature:,0085\n")
+
+	d := &devices{sysfs: sys, buses: []string{"acpi", "cpu", "pci", "virtio"}}
+	want := []string{
+		"acpi:LNXPWRBN:",
+		"cpu:type:x86,ven0000fam0006mod003F:feature:,0085",
+		"input:b0019v0000p0001e0000-e0,1,k74,ramlsfw",
+		"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+	}
+	if got := d.scan(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("first scan = %q\nwant %q", got, want)
+	}
+	// The virtio bus driver brought a NIC; the PCI device's file is gone but
+	// was read already.
+	writeFile(t, filepath.Join(sys, "bus/virtio/devices/virtio0/modalias"), "virtio:d00000001v00001AF4\n")
+	os.Remove(filepath.Join(sys, "bus/pci/devices/0000:00:01.0/modalias"))
+	want = append(want, "virtio:d00000001v00001AF4")
+	if got := d.scan(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("rescan = %q\nwant %q", got, want)
+	}
+}
+
+func TestMACs(t *testing.T) {
+	sys := t.TempDir()
+	writeFile(t, filepath.Join(sys, "lo/address"), "00:00:00:00:00:00\n")
+	writeFile(t, filepath.Join(sys, "eth1/address"), "52:54:00:12:34:57\n")
+	writeFile(t, filepath.Join(sys, "eth0/address"), "52:54:00:12:34:56\n")
+	got, err := MACs(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"52:54:00:12:34:56", "52:54:00:12:34:57"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("MACs = %v, want %v", got, want)
+	}
+}
