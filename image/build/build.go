@@ -11,7 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
+	"sort"
 	"strings"
 	"time"
 
@@ -99,7 +99,7 @@ func Run(opts Options) (*Result, error) {
 	}
 	p.stage("plan", "version %s, profile %s, kernel %s, %d modules", cfg.Version, cfg.Profile, pl.Kernel.Release, len(pl.Modules.Order))
 
-	bb, err := compile.Busybox(compile.Options{SourceDir: opts.SourceDir, Packages: pl.Packages, Cache: opts.Cache, Log: nil})
+	bb, err := compile.Busybox(compile.Options{SourceDir: opts.SourceDir, Packages: pl.Packages, Tags: pl.Tags, Cache: opts.Cache})
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +123,7 @@ func Run(opts Options) (*Result, error) {
 		res.Cached = true
 		p.stage("cache", "inputs unchanged (%s)", key[:12])
 	} else {
-		if dir, err = write(pl, tree, opts, key, cfgYAML, p); err != nil {
+		if dir, err = write(pl, bb, tree, opts, key, p); err != nil {
 			return nil, err
 		}
 	}
@@ -204,7 +204,7 @@ func hashFile(w io.Writer, p string) error {
 }
 
 // write produces the artifacts into a cache entry and returns its directory.
-func write(pl *plan.Plan, t *rootfs.Tree, opts Options, key string, cfgYAML []byte, p *progress) (string, error) {
+func write(pl *plan.Plan, bb *compile.Result, t *rootfs.Tree, opts Options, key string, p *progress) (string, error) {
 	dir, err := opts.Cache.TempDir(artifactsKind)
 	if err != nil {
 		return "", err
@@ -225,7 +225,7 @@ func write(pl *plan.Plan, t *rootfs.Tree, opts Options, key string, cfgYAML []by
 		return "", err
 	}
 	if err := uki.Build(uki.Inputs{Stub: opts.Stub, Kernel: pl.Kernel.Image, Initramfs: filepath.Join(dir, Initramfs),
-		Cmdline: pl.Cmdline, OSRelease: plan.OSRelease(pl.Config)}, filepath.Join(dir, UKI), sections); err != nil {
+		Cmdline: pl.Cmdline, OSRelease: plan.OSRelease(pl.Config), Epoch: opts.Epoch}, filepath.Join(dir, UKI), sections); err != nil {
 		return "", err
 	}
 	os.RemoveAll(sections)
@@ -258,7 +258,7 @@ func write(pl *plan.Plan, t *rootfs.Tree, opts Options, key string, cfgYAML []by
 		Compression: string(opts.Compression),
 		Kernel: manifest.Kernel{Release: pl.Kernel.Release, Package: pl.Kernel.Package,
 			PackageVersion: pl.Kernel.PackageVersion, Modules: len(pl.Modules.Order)},
-		Components: components(dpkg, opts.Stub),
+		Components: components(dpkg, opts.Stub, bb),
 		Artifacts:  arts,
 		InputHash:  key,
 	}
@@ -294,20 +294,22 @@ func writeInitramfs(path string, t *rootfs.Tree, opts Options) error {
 	return f.Close()
 }
 
-// components lists the versions of what went into the image besides the kernel.
-func components(d *sbom.Dpkg, stub string) []manifest.Component {
+// components lists the versions of what went into the image besides the
+// kernel: the EFI stub's package, the Go toolchain and the modules that
+// provided the compiled commands (u-root's in the debug profile).
+func components(d *sbom.Dpkg, stub string, bb *compile.Result) []manifest.Component {
 	var cs []manifest.Component
 	if pkg, ok := d.Owner(stub); ok {
 		cs = append(cs, manifest.Component{Name: pkg.Name, Version: pkg.Version})
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		cs = append(cs, manifest.Component{Name: "go", Version: bi.GoVersion})
-		for _, dep := range bi.Deps {
-			switch dep.Path {
-			case "github.com/u-root/u-root", "github.com/u-root/mkuimage", "github.com/u-root/gobusybox/src":
-				cs = append(cs, manifest.Component{Name: dep.Path, Version: dep.Version})
-			}
-		}
+	cs = append(cs, manifest.Component{Name: "go", Version: bb.GoVersion})
+	mods := make([]string, 0, len(bb.Modules))
+	for m := range bb.Modules {
+		mods = append(mods, m)
+	}
+	sort.Strings(mods)
+	for _, m := range mods {
+		cs = append(cs, manifest.Component{Name: m, Version: bb.Modules[m]})
 	}
 	return cs
 }

@@ -42,6 +42,8 @@ type Options struct {
 	// Packages are the Go import paths of the commands, e.g.
 	// "hardvisor.dev/hardvisor/init/hvinit", "github.com/u-root/u-root/cmds/core/ls".
 	Packages []string
+	// Tags are Go build tags for every package.
+	Tags []string
 	// Cache holds compiled binaries keyed by Key.
 	Cache cache.Cache
 	// Log receives the Go toolchain's progress; nil discards it.
@@ -61,6 +63,10 @@ type Result struct {
 	Key string
 	// Cached is true when the result came from the cache.
 	Cached bool
+	// GoVersion is the toolchain's version; Modules maps each module that
+	// provided a command (other than hardvisor's own) to its version.
+	GoVersion string
+	Modules   map[string]string
 }
 
 // Busybox compiles the packages, or returns the cached binary when nothing that
@@ -70,17 +76,26 @@ func Busybox(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, errors.New("the Go toolchain is needed to compile PID 1: install Go (https://go.dev/dl) and put it on PATH")
 	}
-	dirs, err := packageDirs(goBin, opts.SourceDir, opts.Packages)
+	dirs, mods, err := packageDirs(goBin, opts.SourceDir, opts.Packages)
 	if err != nil {
 		return nil, err
 	}
-	key, err := Key(goBin, opts.SourceDir, opts.Packages, dirs)
+	ver, err := exec.Command(goBin, "env", "GOVERSION").Output()
+	if err != nil {
+		return nil, fmt.Errorf("go env GOVERSION: %w", err)
+	}
+	goVersion := strings.TrimSpace(string(ver))
+	key, err := Key(goVersion, opts.SourceDir, opts.Packages, dirs, opts.Tags)
 	if err != nil {
 		return nil, err
+	}
+	withVersions := func(r *Result) *Result {
+		r.GoVersion, r.Modules = goVersion, mods
+		return r
 	}
 	if dir, ok := opts.Cache.Lookup(cacheKind, key); ok {
 		if r, err := load(dir, key); err == nil {
-			return r, nil
+			return withVersions(r), nil
 		}
 	}
 	tmp, err := opts.Cache.TempDir(cacheKind)
@@ -97,7 +112,8 @@ func Busybox(opts Options) (*Result, error) {
 		return nil, fmt.Errorf("go env GOROOT: %w", err)
 	}
 	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH("amd64"),
-		golang.WithGOROOT(strings.TrimSpace(string(goroot))), golang.WithWorkingDir(opts.SourceDir))
+		golang.WithGOROOT(strings.TrimSpace(string(goroot))), golang.WithWorkingDir(opts.SourceDir),
+		golang.WithBuildTag(opts.Tags...))
 	af := initramfs.NewFiles()
 	b := &builder.GBBBuilder{}
 	bopts := builder.Opts{
@@ -153,7 +169,7 @@ func Busybox(opts Options) (*Result, error) {
 		return nil, err
 	}
 	r.Cached = false
-	return r, nil
+	return withVersions(r), nil
 }
 
 func load(dir, key string) (*Result, error) {
@@ -194,8 +210,8 @@ func (r *Result) AddTo(t *rootfs.Tree) error {
 // packageDirs resolves import paths to source directories, which u-root's
 // builder wants, with `go list` in the hardvisor module (so every command
 // package must be required in go.mod).
-func packageDirs(goBin, srcDir string, pkgs []string) ([]string, error) {
-	args := append([]string{"list", "-f", "{{.ImportPath}} {{.Dir}} {{.Name}}"}, pkgs...)
+func packageDirs(goBin, srcDir string, pkgs []string) (dirs []string, mods map[string]string, err error) {
+	args := append([]string{"list", "-f", "{{.ImportPath}} {{.Dir}} {{.Name}} {{with .Module}}{{.Path}} {{.Version}}{{end}}"}, pkgs...)
 	cmd := exec.Command(goBin, args...)
 	cmd.Dir = srcDir
 	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0")
@@ -203,33 +219,32 @@ func packageDirs(goBin, srcDir string, pkgs []string) ([]string, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("go list in %s: %w: %s (is every command package required in go.mod?)",
+		return nil, nil, fmt.Errorf("go list in %s: %w: %s (is every command package required in go.mod?)",
 			srcDir, err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	var dirs []string
+	mods = map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Fields(line)
-		if len(f) != 3 {
-			return nil, fmt.Errorf("go list: unexpected line %q", line)
+		if len(f) < 3 {
+			return nil, nil, fmt.Errorf("go list: unexpected line %q", line)
 		}
 		if f[2] != "main" {
-			return nil, fmt.Errorf("%s is package %s, not a command", f[0], f[2])
+			return nil, nil, fmt.Errorf("%s is package %s, not a command", f[0], f[2])
 		}
 		dirs = append(dirs, f[1])
+		if len(f) == 5 {
+			mods[f[3]] = f[4]
+		}
 	}
-	return dirs, nil
+	return dirs, mods, nil
 }
 
 // Key hashes everything the compiled binary depends on: the Go version, the
-// package list and their directories (module cache paths carry versions),
+// build tags, the package list and their directories (module cache paths carry versions),
 // go.mod, go.sum, and every non-test Go file of the hardvisor module.
-func Key(goBin, srcDir string, pkgs, dirs []string) (string, error) {
+func Key(goVersion, srcDir string, pkgs, dirs, tags []string) (string, error) {
 	h := sha256.New()
-	ver, err := exec.Command(goBin, "env", "GOVERSION").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOVERSION: %w", err)
-	}
-	fmt.Fprintf(h, "go %s\n", bytes.TrimSpace(ver))
+	fmt.Fprintf(h, "go %s\ntags %q\n", goVersion, tags)
 	for i := range pkgs {
 		fmt.Fprintf(h, "pkg %s %s\n", pkgs[i], dirs[i])
 	}

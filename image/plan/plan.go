@@ -22,6 +22,10 @@ var DebugPackages = corePackages(
 	"mount", "mv", "netstat", "pci", "ps", "pwd", "readlink", "rm", "sleep", "sync",
 	"tail", "uname", "umount", "uptime", "wc", "which")
 
+// DebugTags build gosh's plain line editor: its default one (bubbline) queries
+// the terminal, which a serial console does not answer.
+var DebugTags = []string{"goshsmall"}
+
 func corePackages(names ...string) []string {
 	out := make([]string, len(names))
 	for i, n := range names {
@@ -60,7 +64,9 @@ type Plan struct {
 	Kernel   *kernel.Kernel
 	Modules  *kernel.ModuleSet
 	Packages []string
-	Cmdline  string
+	// Tags are the Go build tags of the compiled commands.
+	Tags    []string
+	Cmdline string
 }
 
 // New plans the build of cfg.
@@ -83,10 +89,12 @@ func New(cfg *config.Config, opts Options) (*Plan, error) {
 		return nil, fmt.Errorf("kernel.modules: %w", err)
 	}
 	pkgs := []string{InitPackage}
+	var tags []string
 	if cfg.Profile == "debug" {
 		pkgs = append(pkgs, DebugPackages...)
+		tags = DebugTags
 	}
-	return &Plan{Config: cfg, Kernel: k, Modules: mods, Packages: pkgs, Cmdline: Cmdline(cfg)}, nil
+	return &Plan{Config: cfg, Kernel: k, Modules: mods, Packages: pkgs, Tags: tags, Cmdline: Cmdline(cfg)}, nil
 }
 
 // Cmdline is the canonical kernel command line of an image built from cfg: the

@@ -23,6 +23,8 @@ type Inputs struct {
 	Initramfs string
 	Cmdline   string // the one canonical kernel command line
 	OSRelease []byte // os-release(5) contents
+	// Epoch is the PE header's timestamp (SOURCE_DATE_EPOCH).
+	Epoch int64
 }
 
 // Section is one section to add: its name, the file holding its content and
@@ -119,5 +121,5 @@ func Build(in Inputs, out, tmp string) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("objcopy: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	return nil
+	return normalizeHeader(out, uint32(in.Epoch))
 }

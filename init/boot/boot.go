@@ -36,6 +36,8 @@ type Host struct {
 	Version string
 	// Modules reports what the modules step did.
 	Modules ModuleReport
+
+	power chan PowerAction
 }
 
 // Logf prints one line on the console, prefixed so it stands out from the kernel's.

@@ -2,6 +2,7 @@ package boot
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -26,13 +27,20 @@ func (a PowerAction) String() string {
 	return "poweroff"
 }
 
-// WaitForPowerAction blocks until someone asks the host to go down: SIGUSR2 or
-// SIGPWR (poweroff), SIGTERM or Ctrl-Alt-Del, which the kernel turns into SIGINT
-// (reboot), or the ACPI power button (poweroff), the way a BMC or `virsh shutdown`
-// asks.
-func WaitForPowerAction(h *Host) PowerAction {
+// PowerEvents arms everything that can ask the host to go down, before the
+// host reports ready so that no request is lost: SIGUSR2 or SIGPWR (poweroff),
+// SIGTERM or Ctrl-Alt-Del, which the kernel turns into SIGINT (reboot), and the
+// ACPI power button (poweroff), the way a BMC or `virsh shutdown` asks.
+type PowerEvents struct{ Host *Host }
+
+func (PowerEvents) String() string { return "power events" }
+
+// Run starts listening; WaitForPowerAction receives what is asked.
+func (s PowerEvents) Run() error {
 	// Hand Ctrl-Alt-Del to PID 1 as SIGINT instead of an immediate kernel reboot.
-	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+		return fmt.Errorf("route Ctrl-Alt-Del to PID 1: %w", err)
+	}
 	ch := make(chan PowerAction, 1)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, unix.SIGUSR2, unix.SIGPWR, unix.SIGTERM, unix.SIGINT)
@@ -45,9 +53,25 @@ func WaitForPowerAction(h *Host) PowerAction {
 		}
 	}()
 	for _, dev := range powerButtons("/sys/class/input") {
-		go watchPowerButton(dev, ch)
+		f, err := os.Open(dev)
+		if err != nil {
+			return fmt.Errorf("open power button: %w", err)
+		}
+		go watchPowerButton(f, ch)
 	}
-	return <-ch
+	s.Host.power = ch
+	return nil
+}
+
+// WaitForPowerAction blocks until someone asks the host to go down. Without a
+// PowerEvents step (a boot that failed before it) only signals are heard.
+func WaitForPowerAction(h *Host) PowerAction {
+	if h.power == nil {
+		if err := (PowerEvents{Host: h}).Run(); err != nil {
+			h.Logf("%v", err)
+		}
+	}
+	return <-h.power
 }
 
 // powerButtons lists the event devices whose name says they are a power button.
@@ -70,11 +94,7 @@ const (
 	eventBytes = 24 // struct input_event on 64-bit: timeval(16) type(2) code(2) value(4)
 )
 
-func watchPowerButton(dev string, ch chan<- PowerAction) {
-	f, err := os.Open(dev)
-	if err != nil {
-		return
-	}
+func watchPowerButton(f *os.File, ch chan<- PowerAction) {
 	defer f.Close()
 	buf := make([]byte, eventBytes)
 	for {

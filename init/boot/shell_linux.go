@@ -11,8 +11,9 @@ import (
 // only: production images contain no shell at all).
 type DebugShell struct {
 	Host *Host
-	// Shell is the shell binary, Console the tty it runs on ("/dev/ttyS0").
-	Shell, Console string
+	// Shell is the shell's argv, Console the tty it runs on ("/dev/ttyS0").
+	Shell   []string
+	Console string
 }
 
 // Serve runs the shell and starts a new one whenever it exits. It returns only
@@ -23,7 +24,7 @@ func (d DebugShell) Serve() error {
 		if err != nil {
 			return err
 		}
-		cmd := exec.Command(d.Shell)
+		cmd := exec.Command(d.Shell[0], d.Shell[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 		cmd.Dir = "/"
 		cmd.Env = []string{"PATH=/bbin", "HOME=/", "TERM=linux", "PS1=hardvisor# "}

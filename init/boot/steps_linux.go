@@ -318,6 +318,7 @@ func Sequence(h *Host) []Step {
 		LoadConfig{Host: h, Path: ConfigPath},
 		Hostname{Host: h},
 		Modules{Host: h, Dir: "/" + path.Dir(kernel.LoadListPath), Sysfs: "/sys"},
+		PowerEvents{Host: h},
 		Ready{Host: h},
 	)
 }

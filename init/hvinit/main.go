@@ -16,7 +16,7 @@ func main() {
 		h.Logf("not ready")
 	} else if h.Config.Profile == "debug" {
 		go func() {
-			sh := boot.DebugShell{Host: h, Shell: "/bbin/gosh", Console: "/dev/" + h.Config.Host.Console}
+			sh := boot.DebugShell{Host: h, Shell: []string{"/bbin/gosh"}, Console: "/dev/" + h.Config.Host.Console}
 			if err := sh.Serve(); err != nil {
 				h.Logf("debug shell: %v", err)
 			}

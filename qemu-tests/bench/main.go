@@ -1,0 +1,226 @@
+// Command bench prints hardvisor's headline numbers beside baselines measured in
+// the same run on the same machine: cold and warm build time against u-root's own
+// CLI building a busybox of the same commands, artifact sizes, and boot-to-ready
+// against the floor of a trivial Go init on the same kernel, per initramfs
+// compression. It prints numbers; it asserts nothing (`make test` does that).
+//
+// Run it from the repository root after `make bin/hardvisor` (make bench does).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"hardvisor.dev/hardvisor/image/build"
+	"hardvisor.dev/hardvisor/image/manifest"
+	"hardvisor.dev/hardvisor/image/plan"
+	"hardvisor.dev/hardvisor/qemu-tests/qemu"
+)
+
+const bootRuns = 3
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	src, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	bin := filepath.Join(src, "bin", "hardvisor")
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%s missing: run `make bench`", bin)
+	}
+	work, err := os.MkdirTemp("", "hardvisor-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	fmt.Printf("hardvisor bench: QEMU accel %s, %d boot runs each (median)\n\n", accel(), bootRuns)
+
+	// Build: both sides start from an empty Go build cache, so "cold" means the
+	// whole toolchain work, the same for each.
+	cacheDir := filepath.Join(work, "cache")
+	out := filepath.Join(work, "out")
+	cold, err := timed(func() error {
+		return hardvisor(bin, src, freshGoCache(work), "build", "-o", out, "--cache", cacheDir)
+	})
+	if err != nil {
+		return err
+	}
+	uroot, err := timed(func() error { return urootCLI(src, freshGoCache(work), filepath.Join(work, "uroot.cpio")) })
+	if err != nil {
+		return err
+	}
+	var warms []time.Duration
+	for i := 0; i < 3; i++ {
+		d, err := timed(func() error { return hardvisor(bin, src, "", "build", "-o", out, "--cache", cacheDir) })
+		if err != nil {
+			return err
+		}
+		warms = append(warms, d)
+	}
+	warm := median(warms)
+	fmt.Printf("%-34s %8s   %-40s %8s  %s\n", "measure", "hardvisor", "baseline", "value", "ratio")
+	row("build, cold (empty caches)", secs(cold), "u-root CLI, same commands (mkuimage)", secs(uroot), ratio(cold, uroot))
+	row("build, warm (nothing changed)", secs(warm), "target", "< 3.0 s", "")
+
+	m, err := manifest.Read(out)
+	if err != nil {
+		return err
+	}
+	for _, a := range m.Artifacts {
+		if a.Name == build.UKI || a.Name == build.Initramfs || a.Name == build.Kernel {
+			target := ""
+			if a.Name == build.UKI {
+				target = "< 15.0 MB"
+			}
+			row("size "+a.Name, mb(a.Size), "target", target, "")
+		}
+	}
+
+	// Boot: the floor is a trivial static Go init on the same kernel with the
+	// same command line, which prints a line and powers off.
+	floorDir := filepath.Join(work, "floor")
+	os.Mkdir(floorDir, 0o755)
+	floorCPIO, err := qemu.BuildFloorInitramfs(floorDir)
+	if err != nil {
+		return err
+	}
+	cmdline := m.Cmdline
+	floor, err := bootTime(filepath.Join(out, build.Kernel), floorCPIO, cmdline, regexp.MustCompile(regexp.QuoteMeta(qemu.FloorMarker)))
+	if err != nil {
+		return fmt.Errorf("floor boot: %w", err)
+	}
+	fmt.Println()
+	row("boot floor (trivial Go init)", secs(floor), "", "", "")
+	ready := regexp.MustCompile(`hardvisor: ready version=`)
+	for _, comp := range []string{"zstd", "gzip", "xz", "none"} {
+		dir := out
+		if comp != m.Compression {
+			dir = filepath.Join(work, "out-"+comp)
+			if err := hardvisor(bin, src, "", "build", "-o", dir, "--cache", cacheDir, "--compression", comp); err != nil {
+				return err
+			}
+		}
+		cm, err := manifest.Read(dir)
+		if err != nil {
+			return err
+		}
+		ir, _ := cm.Artifact(build.Initramfs)
+		d, err := bootTime(filepath.Join(dir, build.Kernel), filepath.Join(dir, build.Initramfs), cmdline, ready)
+		if err != nil {
+			return fmt.Errorf("boot %s: %w", comp, err)
+		}
+		label := "boot to ready, direct, " + comp
+		if comp == m.Compression {
+			label += " (default)"
+		}
+		row(label, secs(d), "floor (target ratio <= 1.30)", secs(floor), ratio(d, floor)+"  initramfs "+mb(ir.Size))
+	}
+	return nil
+}
+
+func row(what, value, baseline, bvalue, r string) {
+	fmt.Printf("%-34s %8s   %-40s %8s  %s\n", what, value, baseline, bvalue, r)
+}
+
+func accel() string {
+	if os.Getenv("HARDVISOR_KVM") == "1" {
+		return "kvm"
+	}
+	return "tcg"
+}
+
+func freshGoCache(work string) string {
+	d, err := os.MkdirTemp(work, "gocache-")
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+func hardvisor(bin, src, gocache string, args ...string) error {
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = src
+	cmd.Env = os.Environ()
+	if gocache != "" {
+		cmd.Env = append(cmd.Env, "GOCACHE="+gocache)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("hardvisor %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// urootCLI builds the same Go commands into a busybox initramfs with u-root's
+// own command line tool (github.com/u-root/mkuimage/cmd/mkuimage, a tool in go.mod).
+func urootCLI(src, gocache, out string) error {
+	// Compile the tool first, outside the timed build's Go cache.
+	tool := filepath.Join(filepath.Dir(out), "mkuimage")
+	b := exec.Command("go", "build", "-o", tool, "github.com/u-root/mkuimage/cmd/mkuimage")
+	b.Dir = src
+	if o, err := b.CombinedOutput(); err != nil {
+		return fmt.Errorf("build mkuimage: %w\n%s", err, o)
+	}
+	args := []string{"-base=/dev/null", "-defaultsh=", "-initcmd=" + filepath.Base(plan.InitPackage), "-o", out, plan.InitPackage}
+	cmd := exec.Command(tool, args...)
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOCACHE="+gocache, "CGO_ENABLED=0")
+	if o, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mkuimage %s: %w\n%s", strings.Join(args, " "), err, o)
+	}
+	return nil
+}
+
+// bootTime boots kernel+initrd bootRuns times and returns the median time from
+// QEMU's start to the marker line.
+func bootTime(kernel, initrd, cmdline string, marker *regexp.Regexp) (time.Duration, error) {
+	var ds []time.Duration
+	for i := 0; i < bootRuns; i++ {
+		vm, err := qemu.Start(context.Background(), nil, qemu.Options{Name: "bench", Kernel: kernel, Initrd: initrd, Append: cmdline, NoReboot: true})
+		if err != nil {
+			return 0, err
+		}
+		_, at, err := vm.ExpectAt(marker, 120*time.Second)
+		vm.Close()
+		if err != nil {
+			return 0, err
+		}
+		ds = append(ds, at)
+	}
+	return median(ds), nil
+}
+
+func timed(f func() error) (time.Duration, error) {
+	start := time.Now()
+	err := f()
+	return time.Since(start), err
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		panic(errors.New("median of nothing"))
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+func mb(n int64) string           { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+func ratio(a, b time.Duration) string {
+	return fmt.Sprintf("%.2fx", a.Seconds()/b.Seconds())
+}
