@@ -79,7 +79,7 @@ func (c Cache) Prune(kind string, keep int) error {
 		}
 	}
 	sort.Slice(es, func(i, j int) bool { return es[i].mod > es[j].mod })
-	for i := keep; i < len(es); i++ {
+	for i := max(keep, 0); i < len(es); i++ {
 		if err := os.RemoveAll(filepath.Join(dir, es[i].name)); err != nil {
 			return err
 		}

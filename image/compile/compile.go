@@ -76,6 +76,9 @@ func Busybox(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, errors.New("the Go toolchain is needed to compile PID 1: install Go (https://go.dev/dl) and put it on PATH")
 	}
+	if len(opts.Packages) == 0 {
+		return nil, errors.New("compile: no packages")
+	}
 	dirs, mods, err := packageDirs(goBin, opts.SourceDir, opts.Packages)
 	if err != nil {
 		return nil, err
@@ -94,8 +97,13 @@ func Busybox(opts Options) (*Result, error) {
 		return r
 	}
 	if dir, ok := opts.Cache.Lookup(cacheKind, key); ok {
-		if r, err := load(dir, key); err == nil {
+		r, err := load(dir, key)
+		if err == nil {
 			return withVersions(r), nil
+		}
+		// A damaged entry (a killed build, a full disk) is rebuilt, not kept.
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("remove damaged compile cache entry: %w", err)
 		}
 	}
 	tmp, err := opts.Cache.TempDir(cacheKind)
@@ -245,8 +253,11 @@ func packageDirs(goBin, srcDir string, pkgs []string) (dirs []string, mods map[s
 func Key(goVersion, srcDir string, pkgs, dirs, tags []string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "go %s\ntags %q\n", goVersion, tags)
-	for i := range pkgs {
-		fmt.Fprintf(h, "pkg %s %s\n", pkgs[i], dirs[i])
+	for _, p := range pkgs {
+		fmt.Fprintf(h, "pkg %s\n", p)
+	}
+	for _, d := range dirs {
+		fmt.Fprintf(h, "dir %s\n", d)
 	}
 	if err := HashSource(h, srcDir); err != nil {
 		return "", err
