@@ -19,8 +19,9 @@ func TestDirectBoot(t *testing.T) {
 	m := readManifest(t, dir)
 	vm := directBoot(t, dir, nil)
 	line := expect(t, vm, readyLine(m.Version), bootTimeout)
-	if want := regexp.MustCompile(`hostname=hardvisor profile=production modules=\d+`); !want.MatchString(line[0]) {
-		t.Errorf("ready line %q does not match %v", line[0], want)
+	want := regexp.MustCompile(`hostname=hardvisor profile=production modules=\d+ hardening=(\d+)/(\d+)`)
+	if m := want.FindStringSubmatch(line[0]); m == nil || m[1] != m[2] {
+		t.Errorf("ready line %q does not match %v with every hardening check passed", line[0], want)
 	}
 	powerDown(t, vm)
 }

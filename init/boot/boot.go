@@ -36,6 +36,8 @@ type Host struct {
 	Version string
 	// Modules reports what the modules step did.
 	Modules ModuleReport
+	// Hardening lists every hardening setting with its verified state.
+	Hardening []Check
 
 	power chan PowerAction
 }

@@ -301,8 +301,9 @@ func (Ready) String() string { return "ready" }
 // Run prints `hardvisor: ready version=… hostname=…`.
 func (s Ready) Run() error {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "ready version=%s hostname=%s profile=%s modules=%d",
-		s.Host.Version, s.Host.Config.Host.Hostname, s.Host.Config.Profile, len(s.Host.Modules.Loaded))
+	fmt.Fprintf(&b, "ready version=%s hostname=%s profile=%s modules=%d hardening=%d/%d",
+		s.Host.Version, s.Host.Config.Host.Hostname, s.Host.Config.Profile, len(s.Host.Modules.Loaded),
+		passed(s.Host.Hardening), applicable(s.Host.Hardening))
 	s.Host.Logf("%s", b.String())
 	return nil
 }
@@ -317,7 +318,10 @@ func Sequence(h *Host) []Step {
 		Consoles{Host: h},
 		LoadConfig{Host: h, Path: ConfigPath},
 		Hostname{Host: h},
+		VerifyCmdline{Host: h},
+		ApplySysctls{Host: h, Table: HardeningSysctls},
 		Modules{Host: h, Dir: "/" + path.Dir(kernel.LoadListPath), Sysfs: "/sys"},
+		DisableModules{Host: h},
 		PowerEvents{Host: h},
 		Ready{Host: h},
 	)

@@ -1,5 +1,6 @@
-// Command hvinit is hardvisor's PID 1: it runs the boot sequence, reports
-// readiness on the console and waits to be asked to power off or reboot.
+// Command hvinit is hardvisor's PID 1: it reaps every orphan, runs the boot
+// sequence, reports readiness on the console and waits to be asked to power
+// off or reboot.
 package main
 
 import (
@@ -7,16 +8,18 @@ import (
 	"time"
 
 	"hardvisor.dev/hardvisor/init/boot"
+	"hardvisor.dev/hardvisor/init/reaper"
 )
 
 func main() {
+	r := reaper.Start()
 	h := &boot.Host{Console: os.Stdout}
 	if err := boot.Run(h, boot.Sequence(h), time.Now); err != nil {
 		h.Logf("boot failed: %v", err)
 		h.Logf("not ready")
 	} else if h.Config.Profile == "debug" {
 		go func() {
-			sh := boot.DebugShell{Host: h, Shell: []string{"/bbin/gosh"}, Console: "/dev/" + h.Config.Host.Console}
+			sh := boot.DebugShell{Host: h, Shell: []string{"/bbin/gosh"}, Console: "/dev/" + h.Config.Host.Console, Spawner: r}
 			if err := sh.Serve(); err != nil {
 				h.Logf("debug shell: %v", err)
 			}

@@ -1,0 +1,124 @@
+package boot
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// Paths the hardening steps read.
+const (
+	// CmdlinePath is where the builder puts the image's canonical command line.
+	CmdlinePath  = "/etc/hardvisor/cmdline"
+	lockdownPath = "/sys/kernel/security/lockdown"
+)
+
+// ApplySysctls writes each setting and reads it back. Any setting that does
+// not read back as wanted stops the boot: security must not depend on a
+// write that silently failed.
+type ApplySysctls struct {
+	Host  *Host
+	Table []Sysctl
+}
+
+func (ApplySysctls) String() string { return "sysctls" }
+
+// Run applies and verifies the table.
+func (s ApplySysctls) Run() error {
+	var checks []Check
+	for _, sc := range s.Table {
+		checks = append(checks, applySysctl(sc))
+	}
+	s.Host.Hardening = append(s.Host.Hardening, checks...)
+	if bad := failed(checks); len(bad) > 0 {
+		return fmt.Errorf("hardening sysctls not in force: %s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+func applySysctl(sc Sysctl) Check {
+	c := Check{Name: sc.Key, Want: sc.Value}
+	p := sc.Path()
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) && sc.IfPresent {
+		c.NotApplicable = true
+		return c
+	}
+	if err := os.WriteFile(p, []byte(sc.Value), 0); err != nil {
+		c.Err = err.Error()
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		c.Err = err.Error()
+		return c
+	}
+	c.Got = strings.Join(strings.Fields(string(b)), " ")
+	c.OK = c.Got == sc.Value
+	if c.OK {
+		c.Err = "" // e.g. EPERM writing a value that is already in force
+	}
+	return c
+}
+
+// VerifyCmdline checks that the kernel booted with every argument of the
+// image's canonical command line and that lockdown is in force.
+type VerifyCmdline struct{ Host *Host }
+
+func (VerifyCmdline) String() string { return "cmdline" }
+
+// Run compares /proc/cmdline with the image's and reads the lockdown mode.
+func (s VerifyCmdline) Run() error {
+	want, err := os.ReadFile(CmdlinePath)
+	if err != nil {
+		return err
+	}
+	running, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	missing := MissingArgs(string(want), string(running))
+	s.Host.Hardening = append(s.Host.Hardening, Check{Name: "cmdline", Want: "all image arguments",
+		Got: strings.Join(missing, " "), OK: len(missing) == 0})
+	if len(missing) > 0 {
+		return fmt.Errorf("the kernel was booted without %s (a boot loader replaced the command line)", strings.Join(missing, " "))
+	}
+	b, err := os.ReadFile(lockdownPath)
+	if err != nil {
+		return fmt.Errorf("read lockdown mode: %w", err)
+	}
+	mode := LockdownMode(string(b))
+	wantMode := s.Host.Config.Security.Lockdown
+	c := Check{Name: "lockdown", Want: wantMode, Got: mode, OK: mode == wantMode}
+	s.Host.Hardening = append(s.Host.Hardening, c)
+	if !c.OK {
+		return fmt.Errorf("kernel lockdown is %q, want %q", mode, wantMode)
+	}
+	return nil
+}
+
+// LockdownMode picks the active mode out of securityfs's "none [integrity] confidentiality".
+func LockdownMode(s string) string {
+	for _, f := range strings.Fields(s) {
+		if strings.HasPrefix(f, "[") && strings.HasSuffix(f, "]") {
+			return strings.Trim(f, "[]")
+		}
+	}
+	return ""
+}
+
+// DisableModules sets kernel.modules_disabled=1 once the modules step has loaded
+// what the host needs: from then on no module can be loaded, by anyone.
+type DisableModules struct{ Host *Host }
+
+func (DisableModules) String() string { return "modules_disabled" }
+
+// Run disables module loading and verifies it.
+func (s DisableModules) Run() error {
+	c := applySysctl(Sysctl{Key: "kernel.modules_disabled", Value: "1"})
+	s.Host.Hardening = append(s.Host.Hardening, c)
+	if !c.OK {
+		return fmt.Errorf("disable module loading: %s", c)
+	}
+	return nil
+}

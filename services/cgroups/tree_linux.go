@@ -1,0 +1,117 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/cgroups/v3/cgroup2"
+	"golang.org/x/sys/unix"
+
+	"hardvisor.dev/hardvisor/config"
+)
+
+// Mount is where PID 1 mounts cgroup2.
+const Mount = "/sys/fs/cgroup"
+
+// Tree is hardvisor's cgroup tree under a cgroup2 mount.
+type Tree struct {
+	mount string
+}
+
+// Open creates hardvisor.slice (memory.min = the reserve) and machine/ (the
+// guests' ceiling, see MachineResources) under mount, enabling the controllers
+// they need in cgroup.subtree_control up the tree. m is the machine's measured
+// size, used where resources.host is unset.
+func Open(mount string, r config.Resources, m Size) (*Tree, error) {
+	mres, err := MachineResources(r, m)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", Machine, err)
+	}
+	if _, err := cgroup2.NewManager(mount, "/"+Slice, SliceResources(r)); err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", Slice, err)
+	}
+	if _, err := cgroup2.NewManager(mount, "/"+Machine, mres); err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", Machine, err)
+	}
+	return &Tree{mount: mount}, nil
+}
+
+// Place creates (or updates) hardvisor.slice/<name> with l (DefaultLimits for
+// zero fields) and opens it for starting children inside it.
+func (t *Tree) Place(name string, l Limits) (*Group, error) {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
+		return nil, fmt.Errorf("cgroup for service %q: not a valid group name", name)
+	}
+	if err := l.Validate(); err != nil {
+		return nil, fmt.Errorf("cgroup for service %q: %w", name, err)
+	}
+	return newGroup(t.mount, Slice+"/"+name, ServiceResources(l))
+}
+
+// Group is one open cgroup.
+type Group struct {
+	path string
+	dir  *os.File
+}
+
+// newGroup creates the group at rel under mount with res and opens it.
+func newGroup(mount, rel string, res *cgroup2.Resources) (*Group, error) {
+	if _, err := cgroup2.NewManager(mount, "/"+rel, res); err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", rel, err)
+	}
+	path := filepath.Join(mount, rel)
+	// O_PATH is enough for clone3's CLONE_INTO_CGROUP and keeps the fd from
+	// being usable for anything else.
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open cgroup %s: %w", rel, err)
+	}
+	return &Group{path: path, dir: os.NewFile(uintptr(fd), path)}, nil
+}
+
+// Path is the group's directory.
+func (g *Group) Path() string { return g.path }
+
+// FD is an open directory fd of the group for SysProcAttr.CgroupFD (with
+// UseCgroupFD), so a child is born inside the group: nothing it does runs
+// outside it, even before exec. Valid until Close.
+func (g *Group) FD() int { return int(g.dir.Fd()) }
+
+// Usage reads memory.current, pids.current and cpu.stat. A file a controller
+// that is not enabled would provide reads as zero.
+func (g *Group) Usage() (Usage, error) {
+	var u Usage
+	var errs []error
+	read := func(file string, parse func(f *os.File) error) {
+		f, err := os.Open(filepath.Join(g.path, file))
+		if errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		if err == nil {
+			err = parse(f)
+			f.Close()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read %s: %w", filepath.Join(g.path, file), err))
+		}
+	}
+	read("memory.current", func(f *os.File) (err error) { u.Memory, err = ParseUint(f); return })
+	read("pids.current", func(f *os.File) (err error) { u.PIDs, err = ParseUint(f); return })
+	read("cpu.stat", func(f *os.File) (err error) { u.CPU, err = ParseCPUUsage(f); return })
+	return u, errors.Join(errs...)
+}
+
+// Kill kills every process in the group (cgroup.kill, Linux 5.14+).
+func (g *Group) Kill() error {
+	if err := os.WriteFile(filepath.Join(g.path, "cgroup.kill"), []byte("1"), 0); err != nil {
+		return fmt.Errorf("kill cgroup %s: %w", g.path, err)
+	}
+	return nil
+}
+
+// Close closes the group's fd; the group itself stays.
+func (g *Group) Close() error { return g.dir.Close() }

@@ -1,0 +1,410 @@
+package supervise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// service is one supervised service; its goroutine (run) owns its life,
+// the Supervisor's mutex guards its status.
+type service struct {
+	sup        *Supervisor
+	spec       Spec // defaults applied
+	caps       []uintptr
+	deps       []*service
+	dependents []*service
+	logs       *ring
+	cg         Cgroup
+	done       chan struct{} // closed when run returns
+
+	// Guarded by sup.mu.
+	st ServiceStatus
+	// Owned by run.
+	failures  int         // consecutive failed runs, for the backoff
+	lastStart time.Time   // when the current run started, for the stable-run reset
+	restartAt []time.Time // restarts in the breaker's window
+}
+
+// set moves the service to state, applying f to its status first.
+func (s *service) set(state State, f func(st *ServiceStatus)) {
+	sup := s.sup
+	now := sup.clock.Now()
+	sup.mu.Lock()
+	from := s.st.State
+	if f != nil {
+		f(&s.st)
+	}
+	s.st.State = state
+	if state != from {
+		s.st.Since = now
+	}
+	if state != StateBackoff {
+		s.st.NextRestart = time.Time{}
+	}
+	sup.notifyLocked()
+	sup.mu.Unlock()
+	if state == from {
+		return
+	}
+	sup.log.Debug("service state", "service", s.spec.Name, "from", from.String(), "to", state.String())
+	if sup.opts.OnTransition != nil {
+		sup.opts.OnTransition(Transition{Service: s.spec.Name, From: from, To: state, At: now})
+	}
+}
+
+// note updates the status without a change of state or a wake-up.
+func (s *service) note(f func(st *ServiceStatus)) {
+	s.sup.mu.Lock()
+	f(&s.st)
+	s.sup.mu.Unlock()
+}
+
+func (s *service) stopRequested() bool {
+	select {
+	case <-s.sup.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *service) run() {
+	defer close(s.done)
+	if !s.waitStart() {
+		return
+	}
+	for {
+		ex, stopped := s.runOnce()
+		if stopped {
+			s.set(StateStopped, func(st *ServiceStatus) { st.Pid = 0; st.LastExit = &ex })
+			return
+		}
+		delay, restart := s.afterExit(ex)
+		if !restart {
+			return
+		}
+		t := s.sup.clock.NewTimer(delay)
+		select {
+		case <-t.C():
+		case <-s.sup.stopping:
+			t.Stop()
+			s.set(StateStopped, nil)
+			return
+		}
+		if s.stopRequested() {
+			s.set(StateStopped, nil)
+			return
+		}
+	}
+}
+
+// waitStart waits for the dependencies and conditions; false means the
+// service is not to start (stopping, or a required dependency failed) and
+// its final state is set.
+func (s *service) waitStart() bool {
+	required := map[*service]bool{}
+	for _, r := range s.spec.Requires {
+		required[s.sup.byName[r]] = true
+	}
+	for {
+		sup := s.sup
+		sup.mu.Lock()
+		var blocker, failed string
+		for _, d := range s.deps {
+			switch {
+			case d.st.satisfied():
+			case d.st.terminal() && required[d]:
+				failed = fmt.Sprintf("required service %q is %s", d.spec.Name, d.st.State)
+			case d.st.terminal():
+				// Ordering only: an After dependency that ended is done.
+			case blocker == "":
+				blocker = d.spec.Name
+			}
+		}
+		ch := sup.changed
+		sup.mu.Unlock()
+
+		switch {
+		case failed != "":
+			sup.log.Error("service not started", "service", s.spec.Name, "reason", failed)
+			s.set(StateFailed, func(st *ServiceStatus) { st.Reason = failed })
+			return false
+		case blocker != "":
+			s.note(func(st *ServiceStatus) { st.Reason = "waiting for " + blocker })
+			select {
+			case <-ch:
+				continue
+			case <-sup.stopping:
+				s.set(StateStopped, nil)
+				return false
+			}
+		}
+		unmet := s.unmetCondition()
+		if unmet == "" {
+			return true
+		}
+		s.note(func(st *ServiceStatus) { st.Reason = unmet })
+		t := sup.clock.NewTimer(sup.opts.ConditionInterval)
+		select {
+		case <-t.C():
+		case <-sup.stopping:
+			t.Stop()
+			s.set(StateStopped, nil)
+			return false
+		}
+	}
+}
+
+// unmetCondition describes the first condition not met, or is "".
+func (s *service) unmetCondition() string {
+	for _, c := range s.spec.Conditions {
+		ok, err := c.Met()
+		if err != nil {
+			return fmt.Sprintf("condition %s: %v", c.Name(), err)
+		}
+		if !ok {
+			return "condition " + c.Name() + " not met"
+		}
+	}
+	return ""
+}
+
+// runOnce starts the service and watches it until its process ends. stopped
+// is true when it ended because Stop asked.
+func (s *service) runOnce() (ex ExitInfo, stopped bool) {
+	sup := s.sup
+	s.set(StateStarting, func(st *ServiceStatus) { st.Pid = 0; st.Reason = "" })
+	s.lastStart = sup.clock.Now()
+	cmd, exited, err := s.spawn()
+	if err != nil {
+		sup.log.Error("service start failed", "service", s.spec.Name, "err", err)
+		return ExitInfo{Code: -1, At: sup.clock.Now(), Reason: "start: " + err.Error()}, false
+	}
+	pid := cmd.Process.Pid
+	sup.log.Info("service started", "service", s.spec.Name, "pid", pid)
+	s.set(StateRunning, func(st *ServiceStatus) { st.Pid = pid; st.Health = HealthResult{} })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	target := Target{Name: s.spec.Name, Pid: pid, Spawner: sup.opts.Spawner}
+	ready := make(chan struct{})
+	if s.spec.Ready == nil {
+		close(ready)
+	} else {
+		go s.probeReady(ctx, target, ready)
+	}
+	// The health timer is restarted only after a check's result is in, so
+	// checks never overlap and a slow one delays the next.
+	var healthTimer Timer
+	var healthTick <-chan time.Time
+	var health chan error
+	stopHealth := func() {
+		if healthTimer != nil {
+			healthTimer.Stop()
+		}
+		healthTick, health = nil, nil
+	}
+	nextHealth := func() {
+		healthTimer = sup.clock.NewTimer(s.spec.Health.Interval)
+		healthTick = healthTimer.C()
+	}
+	var reason string
+	for {
+		select {
+		case e := <-exited:
+			stopHealth()
+			ex := exitInfo(e)
+			ex.Reason = reason
+			s.cleanup(pid)
+			return ex, false
+		case <-ready:
+			ready = nil
+			s.set(StateReady, func(st *ServiceStatus) { st.Reason = "" })
+			if s.spec.Health != nil {
+				nextHealth()
+			}
+		case <-healthTick:
+			healthTick = nil
+			health = make(chan error, 1)
+			go func(out chan<- error) { out <- check(ctx, s.spec.Health, target) }(health)
+		case err := <-health:
+			health = nil
+			threshold := s.spec.Health.FailureThreshold
+			var failures int
+			s.note(func(st *ServiceStatus) {
+				h := &st.Health
+				h.Checked, h.OK = sup.clock.Now(), err == nil
+				if err == nil {
+					h.Failures, h.Err = 0, ""
+				} else {
+					h.Failures++
+					h.Err = err.Error()
+				}
+				failures = h.Failures
+			})
+			if err == nil || failures < threshold {
+				nextHealth()
+				continue
+			}
+			sup.log.Error("service unhealthy, stopping it", "service", s.spec.Name, "failures", failures, "err", err)
+			reason = fmt.Sprintf("health check failed %d times: %v", failures, err)
+			cancel()
+			e := s.terminate(pid, exited)
+			ex := exitInfo(e)
+			ex.Reason = reason
+			return ex, false
+		case <-sup.stopping:
+			stopHealth()
+			cancel()
+			for _, d := range s.dependents {
+				<-d.done
+			}
+			s.set(StateStopping, nil)
+			return exitInfo(s.terminate(pid, exited)), true
+		}
+	}
+}
+
+// spawn builds the command, with its output piped into the log, and starts it.
+func (s *service) spawn() (*exec.Cmd, <-chan Exit, error) {
+	cmd := exec.Command(s.spec.Command[0], s.spec.Command[1:]...)
+	cmd.Env = s.spec.Env
+	cmd.Dir = s.spec.Dir
+	fd := -1
+	if s.cg != nil {
+		fd = s.cg.FD()
+	}
+	cmd.SysProcAttr = sysProcAttr(&s.spec, s.caps, fd)
+	// A pipe of our own rather than an io.Writer in cmd.Stdout: exec closes
+	// its pipes only in Wait, which the supervisor never calls.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("output pipe: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	exited, err := spawnIsolated(s.sup.opts.Spawner, cmd, &s.spec, s.caps)
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, nil, err
+	}
+	lw := &lineWriter{name: s.spec.Name, ring: s.logs, console: s.sup.opts.Console, conMu: &s.sup.conMu}
+	go func() {
+		// Ends when every process holding the pipe has exited.
+		io.Copy(lw, r)
+		lw.flush()
+		r.Close()
+	}()
+	return cmd, exited, nil
+}
+
+// terminate stops a running process group: StopSignal, then SIGKILL after
+// StopTimeout; it returns the leader's exit.
+func (s *service) terminate(pid int, exited <-chan Exit) Exit {
+	sup := s.sup
+	if err := sup.kill(pid, s.spec.StopSignal); err != nil && !errors.Is(err, syscall.ESRCH) {
+		sup.log.Warn("signal service", "service", s.spec.Name, "signal", s.spec.StopSignal.String(), "err", err)
+	}
+	t := sup.clock.NewTimer(s.spec.StopTimeout)
+	select {
+	case e := <-exited:
+		t.Stop()
+		s.cleanup(pid)
+		return e
+	case <-t.C():
+	}
+	sup.log.Warn("service did not stop in time, killing it", "service", s.spec.Name, "timeout", s.spec.StopTimeout)
+	if err := sup.kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		sup.log.Warn("kill service", "service", s.spec.Name, "err", err)
+	}
+	return <-exited
+}
+
+// cleanup kills what is left of a process group whose leader ended, so no
+// process of a service outlives its run.
+func (s *service) cleanup(pgid int) {
+	if err := s.sup.kill(pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		s.sup.log.Warn("kill leftover processes", "service", s.spec.Name, "err", err)
+	}
+}
+
+// probeReady runs the readiness check until it passes, then closes ready.
+func (s *service) probeReady(ctx context.Context, t Target, ready chan<- struct{}) {
+	p := s.spec.Ready
+	for {
+		err := check(ctx, p, t)
+		if err == nil {
+			close(ready)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.note(func(st *ServiceStatus) { st.Reason = "not ready: " + err.Error() })
+		tm := s.sup.clock.NewTimer(p.Interval)
+		select {
+		case <-tm.C():
+		case <-ctx.Done():
+			tm.Stop()
+			return
+		}
+	}
+}
+
+// check runs one attempt of a probe, bounded by its Timeout.
+func check(ctx context.Context, p *Probe, t Target) error {
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	if tc, ok := p.Check.(TargetChecker); ok {
+		return tc.CheckTarget(ctx, t)
+	}
+	return p.Check.Check(ctx)
+}
+
+// afterExit records an ended run and applies the restart policy and the
+// breaker: it gives the delay before the next start, or restart false when
+// the service stays down (its final state set).
+func (s *service) afterExit(ex ExitInfo) (delay time.Duration, restart bool) {
+	sup := s.sup
+	now := sup.clock.Now()
+	sup.log.Info("service ended", "service", s.spec.Name, "exit", ex.String())
+	record := func(st *ServiceStatus) { st.Pid = 0; st.LastExit = &ex }
+	switch {
+	case s.spec.Restart == Never, s.spec.Restart == OnFailure && ex.Success():
+		s.set(StateExited, record)
+		return 0, false
+	}
+	if now.Sub(s.lastStart) >= s.spec.Backoff.ResetAfter {
+		s.failures = 0
+	}
+	window := s.spec.Breaker.Window
+	kept := s.restartAt[:0]
+	for _, t := range s.restartAt {
+		if now.Sub(t) < window {
+			kept = append(kept, t)
+		}
+	}
+	s.restartAt = kept
+	if max := s.spec.Breaker.MaxRestarts; max >= 0 && len(s.restartAt) >= max {
+		reason := fmt.Sprintf("crash loop: %d restarts within %s", len(s.restartAt), window)
+		sup.log.Error("service failed", "service", s.spec.Name, "reason", reason, "exit", ex.String())
+		s.set(StateFailed, func(st *ServiceStatus) { record(st); st.Reason = reason })
+		return 0, false
+	}
+	delay = s.spec.Backoff.Delay(s.failures)
+	s.failures++
+	s.restartAt = append(s.restartAt, now)
+	s.set(StateBackoff, func(st *ServiceStatus) {
+		record(st)
+		st.Restarts++
+		st.NextRestart = now.Add(delay)
+		st.Reason = ""
+	})
+	return delay, true
+}
