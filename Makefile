@@ -10,8 +10,8 @@ OUT_DEBUG ?= out-debug
 # One timestamp for every artifact: the last commit's, or 0 outside git.
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
-BUILD_PKGS := linux-image-amd64 systemd-boot-efi binutils
-TEST_PKGS := qemu-system-x86 qemu-utils ovmf dosfstools mtools
+BUILD_PKGS := linux-image-amd64 systemd-boot-efi binutils sbsigntool
+TEST_PKGS := qemu-system-x86 qemu-utils ovmf ipxe-qemu dosfstools mtools openssl
 UNIT_PKGS = $$($(GO) list ./... | grep -v /qemu-tests)
 
 .PHONY: all image image-debug test unit qemu-test bench deps test-deps bin/hardvisor clean
@@ -36,7 +36,7 @@ image-debug: deps bin/hardvisor
 
 unit: deps
 	$(GO) vet ./...
-	$(GO) test -count=1 $(UNIT_PKGS)
+	$(GO) test -count=1 -timeout 5m $(UNIT_PKGS)
 
 qemu-test: test-deps image image-debug
 	HARDVISOR_OUT=$(abspath $(OUT)) HARDVISOR_OUT_DEBUG=$(abspath $(OUT_DEBUG)) \

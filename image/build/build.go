@@ -1,7 +1,8 @@
 // Package build runs the whole pipeline: config → plan → compile → root file
-// system → initramfs → UKI → manifest and SBOM, into a fresh directory that
-// replaces the output directory in one atomic step. An unchanged input set is
-// served from the content-hash cache.
+// system → initramfs → UKI (signed, if asked) → boot media (disk image, ISO,
+// PXE bundle) → manifest and SBOM, into a fresh directory that replaces the
+// output directory in one atomic step. An unchanged input set is served from
+// the content-hash cache.
 package build
 
 import (
@@ -18,12 +19,16 @@ import (
 	"hardvisor.dev/hardvisor/config"
 	"hardvisor.dev/hardvisor/image/cache"
 	"hardvisor.dev/hardvisor/image/compile"
+	"hardvisor.dev/hardvisor/image/disk"
 	"hardvisor.dev/hardvisor/image/initramfs"
+	"hardvisor.dev/hardvisor/image/iso"
 	"hardvisor.dev/hardvisor/image/kernel"
 	"hardvisor.dev/hardvisor/image/manifest"
 	"hardvisor.dev/hardvisor/image/plan"
+	"hardvisor.dev/hardvisor/image/pxe"
 	"hardvisor.dev/hardvisor/image/rootfs"
 	"hardvisor.dev/hardvisor/image/sbom"
+	"hardvisor.dev/hardvisor/image/sign"
 	"hardvisor.dev/hardvisor/image/uki"
 )
 
@@ -34,7 +39,18 @@ const (
 	Initramfs = "initramfs.img"
 	Cmdline   = "cmdline"
 	SBOM      = "sbom.spdx.json"
+	// DiskImage is the USB/disk image (GPT, ESP with systemd-boot and the UKI).
+	DiskImage = "hardvisor.img"
+	// ISO is the El Torito EFI image for virtual media.
+	ISO = "hardvisor.iso"
+	// PXEDir is the network boot bundle's directory.
+	PXEDir = pxe.Dir
 )
+
+// mediaFormat names the layout of the boot media; changing what the media
+// stage writes must change it, so cached outputs of older layouts are not
+// served.
+const mediaFormat = "media 1: gpt esp=256MiB sd-boot +3; iso eltorito-efi; pxe"
 
 const artifactsKind = "artifacts"
 
@@ -60,6 +76,13 @@ type Options struct {
 	Stub string
 	// DpkgDir is the dpkg database; empty means /var/lib/dpkg.
 	DpkgDir string
+	// Bootloader is systemd-boot's EFI binary; empty means Debian's
+	// (package systemd-boot-efi).
+	Bootloader string
+	// SignKey and SignCert, both or neither, are the PEM private key and
+	// certificate that sign systemd-boot and the UKI for Secure Boot. They are
+	// checked before anything is written.
+	SignKey, SignCert string
 	// Progress receives a line per stage; nil discards.
 	Progress io.Writer
 }
@@ -82,6 +105,19 @@ func Run(opts Options) (*Result, error) {
 	}
 	if opts.DpkgDir == "" {
 		opts.DpkgDir = "/var/lib/dpkg"
+	}
+	if opts.Bootloader == "" {
+		opts.Bootloader = disk.DefaultBootloader
+	}
+	var signer *sign.Signer
+	if opts.SignKey != "" || opts.SignCert != "" {
+		var err error
+		if signer, err = sign.Load(opts.SignKey, opts.SignCert); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Stat(opts.Bootloader); err != nil {
+		return nil, fmt.Errorf("systemd-boot %s missing: apt-get install systemd-boot-efi", opts.Bootloader)
 	}
 	var cfg *config.Config
 	var err error
@@ -113,7 +149,7 @@ func Run(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := inputKey(bb.Key, tree, opts, pl)
+	key, err := inputKey(bb.Key, tree, opts, pl, signer)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +159,7 @@ func Run(opts Options) (*Result, error) {
 		res.Cached = true
 		p.stage("cache", "inputs unchanged (%s)", key[:12])
 	} else {
-		if dir, err = write(pl, bb, tree, opts, key, p); err != nil {
+		if dir, err = write(pl, bb, tree, opts, key, signer, p); err != nil {
 			return nil, err
 		}
 	}
@@ -173,11 +209,15 @@ func Assemble(pl *plan.Plan, bb *compile.Result, cfgYAML []byte) (*rootfs.Tree, 
 
 // inputKey hashes everything the artifacts depend on: the compiled binary's key
 // (the source and toolchain), every file of the tree by content, the kernel,
-// the stub, the command line, the compression and the epoch.
-func inputKey(compileKey string, t *rootfs.Tree, opts Options, pl *plan.Plan) (string, error) {
+// the stub, systemd-boot, the command line, the compression, the epoch, the
+// media layout and the signing certificate.
+func inputKey(compileKey string, t *rootfs.Tree, opts Options, pl *plan.Plan, signer *sign.Signer) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "compile %s\ncompression %s\nepoch %d\ncmdline %s\n", compileKey, opts.Compression, opts.Epoch, pl.Cmdline)
-	for _, f := range []string{pl.Kernel.Image, opts.Stub} {
+	fmt.Fprintf(h, "compile %s\ncompression %s\nepoch %d\ncmdline %s\n%s\n", compileKey, opts.Compression, opts.Epoch, pl.Cmdline, mediaFormat)
+	if signer != nil {
+		fmt.Fprintf(h, "signer %s\n", signer.SHA256)
+	}
+	for _, f := range []string{pl.Kernel.Image, opts.Stub, opts.Bootloader} {
 		if err := hashFile(h, f); err != nil {
 			return "", err
 		}
@@ -205,7 +245,7 @@ func hashFile(w io.Writer, p string) error {
 }
 
 // write produces the artifacts into a cache entry and returns its directory.
-func write(pl *plan.Plan, bb *compile.Result, t *rootfs.Tree, opts Options, key string, p *progress) (string, error) {
+func write(pl *plan.Plan, bb *compile.Result, t *rootfs.Tree, opts Options, key string, signer *sign.Signer, p *progress) (string, error) {
 	dir, err := opts.Cache.TempDir(artifactsKind)
 	if err != nil {
 		return "", err
@@ -232,6 +272,10 @@ func write(pl *plan.Plan, bb *compile.Result, t *rootfs.Tree, opts Options, key 
 	os.RemoveAll(sections)
 	p.stage("uki", "%s", UKI)
 
+	if err := writeMedia(dir, pl, opts, key, signer, p); err != nil {
+		return "", err
+	}
+
 	dpkg, err := sbom.LoadDpkg(opts.DpkgDir)
 	if err != nil {
 		return "", err
@@ -250,7 +294,11 @@ func write(pl *plan.Plan, bb *compile.Result, t *rootfs.Tree, opts Options, key 
 	if err := os.WriteFile(filepath.Join(dir, SBOM), doc, 0o644); err != nil {
 		return "", err
 	}
-	arts, err := manifest.HashFiles(dir, []string{UKI, Kernel, Initramfs, Cmdline, SBOM})
+	names := []string{UKI, Kernel, Initramfs, Cmdline, SBOM, DiskImage, ISO}
+	for _, n := range []string{pxe.Kernel, pxe.Initramfs, pxe.UKI, pxe.Script} {
+		names = append(names, PXEDir+"/"+n)
+	}
+	arts, err := manifest.HashFiles(dir, names)
 	if err != nil {
 		return "", err
 	}
@@ -263,6 +311,9 @@ func write(pl *plan.Plan, bb *compile.Result, t *rootfs.Tree, opts Options, key 
 		Artifacts:  arts,
 		InputHash:  key,
 	}
+	if signer != nil {
+		m.Signer = &manifest.Signer{Subject: signer.Subject, SHA256: signer.SHA256}
+	}
 	mb, err := m.Marshal()
 	if err != nil {
 		return "", err
@@ -272,6 +323,45 @@ func write(pl *plan.Plan, bb *compile.Result, t *rootfs.Tree, opts Options, key 
 	}
 	p.stage("manifest", "%s, %s", manifest.FileName, SBOM)
 	return opts.Cache.Store(artifactsKind, key, dir)
+}
+
+// writeMedia signs the UKI in place and a copy of systemd-boot when a signer is
+// given, then writes the disk image, the ISO and the PXE bundle into dir.
+func writeMedia(dir string, pl *plan.Plan, opts Options, key string, signer *sign.Signer, p *progress) error {
+	tmp, err := os.MkdirTemp(dir, "media-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	ukiPath, bootloader := filepath.Join(dir, UKI), opts.Bootloader
+	if signer != nil {
+		signed := filepath.Join(tmp, UKI)
+		if err := signer.Sign(ukiPath, signed); err != nil {
+			return err
+		}
+		if err := os.Rename(signed, ukiPath); err != nil {
+			return err
+		}
+		bootloader = filepath.Join(tmp, "systemd-bootx64.efi")
+		if err := signer.Sign(opts.Bootloader, bootloader); err != nil {
+			return err
+		}
+		p.stage("sign", "%s and systemd-boot signed by %s", UKI, signer.Subject)
+	}
+	ids := disk.DeriveIDs(key)
+	if err := disk.Write(filepath.Join(dir, DiskImage), disk.Inputs{Version: pl.Config.Version, UKI: ukiPath,
+		Bootloader: bootloader, Seed: key, Epoch: opts.Epoch}); err != nil {
+		return err
+	}
+	if err := iso.Write(filepath.Join(dir, ISO), tmp, iso.Inputs{UKI: ukiPath, FATVolumeID: ids.VolumeID, Epoch: opts.Epoch}); err != nil {
+		return err
+	}
+	if err := pxe.Write(dir, pxe.Inputs{Kernel: filepath.Join(dir, Kernel), Initramfs: filepath.Join(dir, Initramfs),
+		UKI: ukiPath, Cmdline: pl.Cmdline}); err != nil {
+		return err
+	}
+	p.stage("media", "%s, %s, %s/", DiskImage, ISO, PXEDir)
+	return nil
 }
 
 func writeInitramfs(path string, t *rootfs.Tree, opts Options) error {

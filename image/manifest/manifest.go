@@ -30,6 +30,17 @@ type Manifest struct {
 	// InputHash is the content hash of every build input; equal hashes mean
 	// byte-identical artifacts.
 	InputHash string `json:"inputHash"`
+	// Signer is who signed the EFI binaries (systemd-boot and the UKI) for
+	// Secure Boot; nil when the build is unsigned.
+	Signer *Signer `json:"signer,omitempty"`
+}
+
+// Signer identifies a Secure Boot signing certificate.
+type Signer struct {
+	// Subject is the certificate's subject.
+	Subject string `json:"subject"`
+	// SHA256 is the SHA-256 fingerprint of the DER certificate (hex).
+	SHA256 string `json:"sha256"`
 }
 
 // Kernel says which kernel the image boots.

@@ -40,6 +40,9 @@ commands:
   build     build the boot image from a config (default: the embedded one)
   validate  check a config file and print every problem in it
   config    print the embedded default config
+  serve     serve the PXE bundle (default out/pxe) over HTTP for iPXE and UEFI HTTP boot
+  run       boot the built artifacts in QEMU here (--media kernel|usb|iso|pxe)
+  flash     write the disk image to a USB stick or disk, then verify it (flash IMAGE DEVICE)
 `
 
 // Execute runs the hardvisor command line with args (without the program name).
@@ -56,6 +59,12 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case "config":
 		_, err := stdout.Write(config.Default())
 		return err
+	case "serve":
+		return runServe(ctx, args[1:], stderr)
+	case "run":
+		return runRun(ctx, args[1:], stdout, stderr)
+	case "flash":
+		return runFlash(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -89,6 +98,8 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	compression := fs.String("compression", string(initramfs.Zstd), "initramfs compression: zstd, gzip, xz or none")
 	src := fs.String("src", "", "hardvisor source tree to compile PID 1 from (default: found from the working directory)")
 	cacheDir := fs.String("cache", "", "build cache directory (default: $HARDVISOR_CACHE or ~/.cache/hardvisor)")
+	signKey := fs.String("sign-key", "", "PEM private key (unencrypted, RSA) that signs systemd-boot and the UKI for Secure Boot")
+	signCert := fs.String("sign-cert", "", "PEM certificate of --sign-key (enrolled in the firmware's db)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -115,7 +126,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	res, err := build.Run(build.Options{ConfigPath: *cfgPath, OutDir: *out, Profile: *profile, KernelPath: *kernelPath,
-		SourceDir: *src, Cache: c, Compression: comp, Epoch: epoch, Progress: stderr})
+		SourceDir: *src, Cache: c, Compression: comp, Epoch: epoch, SignKey: *signKey, SignCert: *signCert, Progress: stderr})
 	if err != nil {
 		return err
 	}
