@@ -3,6 +3,7 @@ package qemutests
 import (
 	"bufio"
 	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,20 +78,24 @@ func TestReproducible(t *testing.T) {
 	}
 }
 
-// snapshot returns the names and contents of the files in dir.
+// snapshot returns the relative paths and contents of the files under dir.
 func snapshot(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
+	m := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		m[rel] = string(b)
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	m := map[string]string{}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m[e.Name()] = string(b)
 	}
 	return m
 }
@@ -120,6 +125,9 @@ func TestFailedBuildKeepsOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, content := range snapshot(t, ref) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(out, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(out, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
