@@ -59,7 +59,7 @@ var wantModules = []string{
 	"e1000", "e1000e", "igb", "ixgbe", "i40e", "ice", "bnxt_en", "tg3", "r8169",
 	"ahci", "nvme", "sd_mod", "usb_storage", "uas", "xhci_pci", "ehci_pci",
 	"kvm", "kvm_intel", "kvm_amd", "bridge", "8021q", "bonding", "tun", "vhost_net",
-	"vfat", "nls_cp437", "nls_iso8859_1", "ext4",
+	"vfat", "nls_cp437", "nls_iso8859_1", "ext4", "efivarfs",
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -18,12 +18,14 @@ import (
 
 	"hardvisor.dev/hardvisor/config"
 	"hardvisor.dev/hardvisor/image/cache"
+	"hardvisor.dev/hardvisor/image/closure"
 	"hardvisor.dev/hardvisor/image/compile"
 	"hardvisor.dev/hardvisor/image/disk"
 	"hardvisor.dev/hardvisor/image/initramfs"
 	"hardvisor.dev/hardvisor/image/iso"
 	"hardvisor.dev/hardvisor/image/kernel"
 	"hardvisor.dev/hardvisor/image/manifest"
+	"hardvisor.dev/hardvisor/image/mkfs"
 	"hardvisor.dev/hardvisor/image/plan"
 	"hardvisor.dev/hardvisor/image/pxe"
 	"hardvisor.dev/hardvisor/image/rootfs"
@@ -183,6 +185,14 @@ func Assemble(pl *plan.Plan, bb *compile.Result, cfgYAML []byte) (*rootfs.Tree, 
 		return nil, err
 	}
 	if err := pl.Modules.AddTo(t); err != nil {
+		return nil, err
+	}
+	// mke2fs formats the data partition on first boot.
+	mke2fs, err := closure.Resolve(mkfs.Spec(), closure.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := mke2fs.AddTo(t); err != nil {
 		return nil, err
 	}
 	initName := filepath.Base(plan.InitPackage)

@@ -48,7 +48,7 @@ func Compress(w io.Writer, c Compression) (io.WriteCloser, error) {
 		// The kernel's XZ decoder checks CRC32 only.
 		return xz.WriterConfig{CheckSum: xz.CRC32, DictCap: 8 << 20}.NewWriter(w)
 	case Zstd:
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedBetterCompression),
 			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(8<<20))
 	}
 	return nil, fmt.Errorf("unknown compression %q", c)

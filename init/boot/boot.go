@@ -38,6 +38,12 @@ type Host struct {
 	Modules ModuleReport
 	// Hardening lists every hardening setting with its verified state.
 	Hardening []Check
+	// DataMounted is where the data partition is mounted; empty when the
+	// host runs without persistent state.
+	DataMounted string
+	// DataBoots counts the boots that mounted the data partition, this one
+	// included; 0 without one.
+	DataBoots int
 
 	power chan PowerAction
 }

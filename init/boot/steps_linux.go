@@ -15,6 +15,7 @@ import (
 
 	"hardvisor.dev/hardvisor/config"
 	"hardvisor.dev/hardvisor/image/kernel"
+	"hardvisor.dev/hardvisor/services/spawn"
 )
 
 // Paths inside the image that the builder writes and PID 1 reads.
@@ -175,6 +176,11 @@ type Modules struct {
 
 func (Modules) String() string { return "modules" }
 
+// UEFIDiskModules are loaded whenever the firmware booted us from a disk:
+// the data partition step needs the EFI variables and ext4, and a USB boot
+// disk appears only after the modules step, too late for coldplug.
+var UEFIDiskModules = []string{"efivarfs", "ext4", "sd_mod", "usb_storage", "uas"}
+
 // maxColdplugRounds bounds the rescans; real hardware settles in two or three.
 const maxColdplugRounds = 8
 
@@ -189,8 +195,12 @@ func (s Modules) Run() error {
 	done := map[string]bool{}
 	// plan.New checked at build time that every feature module is on the
 	// allow-list, so one the index lacks is built into the kernel.
+	wanted := s.Host.Config.FeatureModules()
+	if _, err := os.Stat(filepath.Join(s.Sysfs, "firmware/efi")); err == nil {
+		wanted = append(wanted, UEFIDiskModules...)
+	}
 	var features []string
-	for _, m := range s.Host.Config.FeatureModules() {
+	for _, m := range wanted {
 		if ix.Has(m) {
 			features = append(features, m)
 		}
@@ -301,15 +311,15 @@ func (Ready) String() string { return "ready" }
 // Run prints `hardvisor: ready version=… hostname=…`.
 func (s Ready) Run() error {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "ready version=%s hostname=%s profile=%s modules=%d hardening=%d/%d",
+	fmt.Fprintf(&b, "ready version=%s hostname=%s profile=%s modules=%d hardening=%d/%d boots=%d",
 		s.Host.Version, s.Host.Config.Host.Hostname, s.Host.Config.Profile, len(s.Host.Modules.Loaded),
-		passed(s.Host.Hardening), applicable(s.Host.Hardening))
+		passed(s.Host.Hardening), applicable(s.Host.Hardening), s.Host.DataBoots)
 	s.Host.Logf("%s", b.String())
 	return nil
 }
 
 // Sequence is the boot order of this image's PID 1.
-func Sequence(h *Host) []Step {
+func Sequence(h *Host, sp spawn.Spawner) []Step {
 	steps := make([]Step, 0, len(EarlyMounts)+5)
 	for _, m := range EarlyMounts {
 		steps = append(steps, m)
@@ -322,6 +332,7 @@ func Sequence(h *Host) []Step {
 		ApplySysctls{Host: h, Table: HardeningSysctls},
 		Modules{Host: h, Dir: "/" + path.Dir(kernel.LoadListPath), Sysfs: "/sys"},
 		DisableModules{Host: h},
+		DataPartition{Host: h, Spawner: sp},
 		PowerEvents{Host: h},
 		Ready{Host: h},
 	)

@@ -14,7 +14,7 @@ import (
 func main() {
 	r := reaper.Start()
 	h := &boot.Host{Console: os.Stdout}
-	if err := boot.Run(h, boot.Sequence(h), time.Now); err != nil {
+	if err := boot.Run(h, boot.Sequence(h, r), time.Now); err != nil {
 		h.Logf("boot failed: %v", err)
 		h.Logf("not ready")
 	} else if h.Config.Profile == "debug" {

@@ -11,6 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,9 +22,14 @@ import (
 	"strings"
 	"time"
 
+	"hardvisor.dev/hardvisor/cmd/hardvisor/serve"
 	"hardvisor.dev/hardvisor/image/build"
+	"hardvisor.dev/hardvisor/image/disk"
+	"hardvisor.dev/hardvisor/image/iso"
 	"hardvisor.dev/hardvisor/image/manifest"
 	"hardvisor.dev/hardvisor/image/plan"
+	"hardvisor.dev/hardvisor/image/pxe"
+	"hardvisor.dev/hardvisor/image/uki"
 	"hardvisor.dev/hardvisor/qemu-tests/qemu"
 )
 
@@ -107,6 +115,9 @@ func run() error {
 	fmt.Println()
 	row("boot floor (trivial Go init)", secs(floor), "", "", "")
 	ready := regexp.MustCompile(`hardvisor: ready version=`)
+	if err := benchMedia(work, out, m, floorCPIO, ready); err != nil {
+		return err
+	}
 	for _, comp := range []string{"zstd", "gzip", "xz", "none"} {
 		dir := out
 		if comp != m.Compression {
@@ -185,16 +196,98 @@ func urootCLI(src, gocache, out string) error {
 	return nil
 }
 
-// bootTime boots kernel+initrd bootRuns times and returns the median time from
-// QEMU's start to the marker line.
-func bootTime(kernel, initrd, cmdline string, marker *regexp.Regexp) (time.Duration, error) {
+// benchMedia measures boot-to-ready per medium beside that medium's floor:
+// the same firmware and medium booting a UKI of the floor init (the same
+// stub, kernel and command line), which prints a line and powers off.
+func benchMedia(work, out string, m *manifest.Manifest, floorCPIO string, ready *regexp.Regexp) error {
+	fdir := filepath.Join(work, "floor-media")
+	if err := os.MkdirAll(fdir, 0o755); err != nil {
+		return err
+	}
+	floorUKI := filepath.Join(fdir, "floor.efi")
+	if err := uki.Build(uki.Inputs{Stub: uki.DefaultStub, Kernel: filepath.Join(out, build.Kernel), Initramfs: floorCPIO,
+		Cmdline: m.Cmdline, OSRelease: []byte("ID=floor\nVERSION_ID=0.0.0\n")}, floorUKI, fdir); err != nil {
+		return err
+	}
+	floorImg, floorISO := filepath.Join(fdir, "floor.img"), filepath.Join(fdir, "floor.iso")
+	if err := disk.Write(floorImg, disk.Inputs{Version: "0.0.0", UKI: floorUKI, Seed: "floor"}); err != nil {
+		return err
+	}
+	if err := iso.Write(floorISO, fdir, iso.Inputs{UKI: floorUKI}); err != nil {
+		return err
+	}
+	if err := pxe.Write(fdir, pxe.Inputs{Kernel: filepath.Join(out, build.Kernel), Initramfs: floorCPIO, UKI: floorUKI, Cmdline: m.Cmdline}); err != nil {
+		return err
+	}
+	floorMark := regexp.MustCompile(regexp.QuoteMeta(qemu.FloorMarker))
+	uefi := &qemu.Firmware{}
+	media := []struct {
+		name        string
+		floor, ours qemu.Options
+	}{
+		{"usb (OVMF, virtio disk)",
+			qemu.Options{Firmware: uefi, Disks: []qemu.Disk{{Path: floorImg, Snapshot: true, BootIndex: 1}}},
+			qemu.Options{Firmware: uefi, Disks: []qemu.Disk{{Path: filepath.Join(out, build.DiskImage), Snapshot: true, BootIndex: 1}}}},
+		{"iso (OVMF, CD-ROM)",
+			qemu.Options{Firmware: uefi, Disks: []qemu.Disk{{Path: floorISO, Interface: qemu.CDROM, BootIndex: 1}}},
+			qemu.Options{Firmware: uefi, Disks: []qemu.Disk{{Path: filepath.Join(out, build.ISO), Interface: qemu.CDROM, BootIndex: 1}}}},
+	}
+	for _, md := range media {
+		f, err := markerTime(md.floor, floorMark)
+		if err != nil {
+			return fmt.Errorf("%s floor: %w", md.name, err)
+		}
+		d, err := markerTime(md.ours, ready)
+		if err != nil {
+			return fmt.Errorf("%s: %w", md.name, err)
+		}
+		row("boot to ready, "+md.name, secs(d), "its floor (target ratio <= 1.30)", secs(f), ratio(d, f))
+	}
+	// PXE: SeaBIOS + iPXE fetching boot.ipxe over HTTP from an in-process server.
+	var pxeFloor time.Duration
+	for _, side := range []struct {
+		dir    string
+		marker *regexp.Regexp
+		label  string
+	}{{filepath.Join(fdir, pxe.Dir), floorMark, "floor"}, {filepath.Join(out, pxe.Dir), ready, "ours"}} {
+		root, err := os.OpenRoot(side.dir)
+		if err != nil {
+			return err
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go serve.Serve(ctx, l, serve.Handler(root, slog.New(slog.NewTextHandler(io.Discard, nil))))
+		url := fmt.Sprintf("http://10.0.2.2:%d/%s", l.Addr().(*net.TCPAddr).Port, pxe.Script)
+		d, err := markerTime(qemu.Options{NICs: []qemu.NIC{{BootFile: url, BootIndex: 1}}}, side.marker)
+		cancel()
+		root.Close()
+		if err != nil {
+			return fmt.Errorf("pxe %s: %w", side.label, err)
+		}
+		if side.label == "floor" {
+			pxeFloor = d
+			continue
+		}
+		row("boot to ready, pxe (SeaBIOS+iPXE, HTTP)", secs(d), "its floor (target ratio <= 1.30)", secs(pxeFloor), ratio(d, pxeFloor))
+	}
+	return nil
+}
+
+// markerTime boots opts bootRuns times and returns the median time from QEMU's
+// start to the marker.
+func markerTime(opts qemu.Options, marker *regexp.Regexp) (time.Duration, error) {
 	var ds []time.Duration
 	for i := 0; i < bootRuns; i++ {
-		vm, err := qemu.Start(context.Background(), nil, qemu.Options{Name: "bench", Kernel: kernel, Initrd: initrd, Append: cmdline, NoReboot: true})
+		o := opts
+		o.Name, o.NoReboot = "bench", true
+		vm, err := qemu.Start(context.Background(), nil, o)
 		if err != nil {
 			return 0, err
 		}
-		_, at, err := vm.ExpectAt(marker, 120*time.Second)
+		_, at, err := vm.ExpectAt(marker, 180*time.Second)
 		vm.Close()
 		if err != nil {
 			return 0, err
@@ -202,6 +295,12 @@ func bootTime(kernel, initrd, cmdline string, marker *regexp.Regexp) (time.Durat
 		ds = append(ds, at)
 	}
 	return median(ds), nil
+}
+
+// bootTime boots kernel+initrd directly bootRuns times and returns the median
+// time from QEMU's start to the marker line.
+func bootTime(kernel, initrd, cmdline string, marker *regexp.Regexp) (time.Duration, error) {
+	return markerTime(qemu.Options{Kernel: kernel, Initrd: initrd, Append: cmdline}, marker)
 }
 
 func timed(f func() error) (time.Duration, error) {
