@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -46,6 +47,10 @@ const (
 	// LockdownConfidentiality also keeps kernel memory from being read.
 	LockdownConfidentiality = "confidentiality"
 )
+
+// DataDir is where the host mounts its data partition (HV-DATA), the one
+// place its state survives a reboot and an image swap.
+const DataDir = "/var/lib/hardvisor"
 
 // AddressDHCP is the management address that asks DHCP for one.
 const AddressDHCP = "dhcp"
@@ -79,6 +84,8 @@ type Config struct {
 	Security Security `yaml:"security"`
 	// Kernel is the module allow-list and extra kernel arguments.
 	Kernel Kernel `yaml:"kernel"`
+	// Services are host services the config adds to the built-in ones.
+	Services []Service `yaml:"services,omitempty"`
 }
 
 // Host is the machine's identity.
@@ -89,6 +96,10 @@ type Host struct {
 	Timezone string `yaml:"timezone"`
 	// Console is the serial console device; default "ttyS0".
 	Console string `yaml:"console"`
+	// ReadyTimeout is how long PID 1 waits for the health gate (every
+	// required service ready, every hardening check passed) before it
+	// reports the host not ready; default 2m.
+	ReadyTimeout Duration `yaml:"readyTimeout"`
 }
 
 // HostOverride is a hosts[] entry: settings for the machine one of whose
@@ -265,6 +276,99 @@ type Kernel struct {
 	Cmdline []string `yaml:"cmdline,omitempty"`
 }
 
+// Restart policies of a service.
+const (
+	RestartAlways    = "always"
+	RestartOnFailure = "on-failure"
+	RestartNever     = "never"
+)
+
+// Service is a host service: a program PID 1's service manager runs in a
+// cgroup of its own (hardvisor.slice/<name>). A command that the image does
+// not already carry is copied from the build host with its libraries.
+type Service struct {
+	// Name is unique among services; it names the cgroup.
+	Name string `yaml:"name"`
+	// Command is the program, an absolute path, and its arguments.
+	Command []string `yaml:"command"`
+	// Env adds "KEY=value" entries to the service's environment.
+	Env []string `yaml:"env,omitempty"`
+	// After are services this one starts after (ordering only).
+	After []string `yaml:"after,omitempty"`
+	// Requires are services this one needs ready; it fails if one fails.
+	Requires []string `yaml:"requires,omitempty"`
+	// NeedsData holds the service back until the data partition is mounted.
+	NeedsData bool `yaml:"needsData,omitempty"`
+	// Restart is RestartAlways (default), RestartOnFailure or RestartNever.
+	Restart string `yaml:"restart"`
+	// Optional leaves the service out of the health gate.
+	Optional bool `yaml:"optional,omitempty"`
+	// Ready tells when the service is ready; unset means once started.
+	Ready *Probe `yaml:"ready,omitempty"`
+	// Health is checked periodically once the service is ready.
+	Health *Probe `yaml:"health,omitempty"`
+	// User is "UID:GID" to run as; default root with capabilities as set.
+	User string `yaml:"user,omitempty"`
+	// Capabilities are the capabilities the service keeps ("net_bind_service");
+	// unset keeps all, an empty list drops all.
+	Capabilities []string `yaml:"capabilities,omitempty"`
+	// Limits are the service's cgroup settings.
+	Limits ServiceLimits `yaml:"limits,omitempty"`
+	// Backoff spaces restarts.
+	Backoff Backoff `yaml:"backoff,omitempty"`
+	// Breaker stops a crash loop.
+	Breaker Breaker `yaml:"breaker,omitempty"`
+	// StopTimeout is how long the service has after SIGTERM before it is
+	// killed; default 10s.
+	StopTimeout Duration `yaml:"stopTimeout,omitempty"`
+}
+
+// Probe is a readiness or health check: exactly one of Exec, TCP and File.
+type Probe struct {
+	// Exec runs a command (absolute path and arguments); exit 0 passes.
+	Exec []string `yaml:"exec,omitempty"`
+	// TCP passes when the service listens on this port.
+	TCP int `yaml:"tcp,omitempty"`
+	// File passes when this path exists.
+	File string `yaml:"file,omitempty"`
+	// Interval is the time between checks; default 1s (ready), 10s (health).
+	Interval Duration `yaml:"interval,omitempty"`
+	// Timeout bounds one check; default 5s.
+	Timeout Duration `yaml:"timeout,omitempty"`
+	// Failures is the count of failed health checks in a row that restart
+	// the service; default 3.
+	Failures int `yaml:"failures,omitempty"`
+}
+
+// ServiceLimits are a host service's cgroup settings; zero fields take the
+// service manager's defaults (no reservation, 512Mi, weight 100, 1024 tasks).
+type ServiceLimits struct {
+	// MemoryMin is memory.min, memory never reclaimed from the service; the
+	// services' total must fit in resources.reserve.memory.
+	MemoryMin Size `yaml:"memoryMin,omitempty"`
+	// MemoryMax is memory.max, beyond which the service is OOM-killed.
+	MemoryMax Size `yaml:"memoryMax,omitempty"`
+	// CPUWeight is cpu.weight, 1..10000.
+	CPUWeight int `yaml:"cpuWeight,omitempty"`
+	// PIDs is pids.max, the ceiling on the service's tasks.
+	PIDs int `yaml:"pids,omitempty"`
+}
+
+// Backoff is capped exponential backoff between restarts; zero fields take
+// the defaults (100ms doubling up to 10s, reset after 30s of stable run).
+type Backoff struct {
+	Initial    Duration `yaml:"initial,omitempty"`
+	Max        Duration `yaml:"max,omitempty"`
+	ResetAfter Duration `yaml:"resetAfter,omitempty"`
+}
+
+// Breaker marks a service failed once it would restart more than Restarts
+// times within Window; zero fields take the defaults (5 in 1m).
+type Breaker struct {
+	Restarts int      `yaml:"restarts,omitempty"`
+	Window   Duration `yaml:"window,omitempty"`
+}
+
 //go:embed default.yaml
 var defaultYAML []byte
 
@@ -365,6 +469,12 @@ func (c *Config) normalize(modules func() []string) {
 	def(&c.Host.Hostname, "hardvisor")
 	def(&c.Host.Timezone, "UTC")
 	def(&c.Host.Console, "ttyS0")
+	if c.Host.ReadyTimeout == 0 {
+		c.Host.ReadyTimeout = Duration(2 * time.Minute)
+	}
+	for i := range c.Services {
+		def(&c.Services[i].Restart, RestartAlways)
+	}
 	def(&c.Management.Address, AddressDHCP)
 	def(&c.Security.SELinux, SELinuxEnforcing)
 	def(&c.Security.Lockdown, LockdownIntegrity)
@@ -422,7 +532,27 @@ func (c *Config) clone() *Config {
 			g.Memory = &v
 		}
 	}
+	out.Services = slices.Clone(c.Services)
+	for i := range out.Services {
+		out.Services[i] = out.Services[i].clone()
+	}
 	out.Kernel.Modules = slices.Clone(c.Kernel.Modules)
 	out.Kernel.Cmdline = slices.Clone(c.Kernel.Cmdline)
 	return &out
+}
+
+func (s Service) clone() Service {
+	s.Command = slices.Clone(s.Command)
+	s.Env = slices.Clone(s.Env)
+	s.After = slices.Clone(s.After)
+	s.Requires = slices.Clone(s.Requires)
+	s.Capabilities = slices.Clone(s.Capabilities)
+	for _, p := range []**Probe{&s.Ready, &s.Health} {
+		if *p != nil {
+			q := **p
+			q.Exec = slices.Clone(q.Exec)
+			*p = &q
+		}
+	}
+	return s
 }

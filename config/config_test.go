@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // designExample is the config of DESIGN.md section 3, verbatim.
@@ -103,7 +104,7 @@ func TestParseDesignExample(t *testing.T) {
 		APIVersion: APIVersion,
 		Version:    "1.4.0",
 		Profile:    "production",
-		Host:       Host{Hostname: "hv", Timezone: "UTC", Console: "ttyS0"},
+		Host:       Host{Hostname: "hv", Timezone: "UTC", Console: "ttyS0", ReadyTimeout: Duration(2 * time.Minute)},
 		Hosts: []HostOverride{{
 			Match:      HostMatch{MAC: "52:54:00:aa:00:01"},
 			Hostname:   "hv01",
@@ -147,7 +148,7 @@ func TestDefaults(t *testing.T) {
 		APIVersion: APIVersion,
 		Version:    "1.0.0",
 		Profile:    ProfileProduction,
-		Host:       Host{Hostname: "hardvisor", Timezone: "UTC", Console: "ttyS0"},
+		Host:       Host{Hostname: "hardvisor", Timezone: "UTC", Console: "ttyS0", ReadyTimeout: Duration(2 * time.Minute)},
 		Management: Management{Address: AddressDHCP, API: API{Port: 8443}},
 		Resources:  Resources{Reserve: Capacity{Memory: Gi, CPUs: 1}},
 		Security:   Security{SELinux: SELinuxEnforcing, Lockdown: LockdownIntegrity},
@@ -247,7 +248,7 @@ var parseErrorCases = []struct {
 	// Strictness: unknown fields, duplicates, types.
 	{"unknown field", header + "host:\n  hostnam: hv\n", []string{
 		`hv.yaml:4: host: unknown field "hostnam" (did you mean "hostname"?)`}},
-	{"unknown top-level field", header + "servics: []\n", []string{`hv.yaml:3: unknown field "servics"`}},
+	{"unknown top-level field", header + "colour: []\n", []string{`hv.yaml:3: unknown field "colour"`}},
 	{"duplicate field", header + "host:\n  hostname: a\n  hostname: b\n", []string{
 		`hv.yaml:5: host: duplicate field "hostname" (first on line 4)`}},
 	{"string expected", header + "host: {hostname: [a]}\n", []string{"hv.yaml:3: host.hostname: expected a string, got a list"}},
@@ -462,6 +463,34 @@ var parseErrorCases = []struct {
 	{"cmdline reserved", header + "kernel:\n  cmdline:\n    - selinux=0\n    - init=/bin/sh\n", []string{
 		"hv.yaml:5: kernel.cmdline[0]: selinux is set by hardvisor and may not be changed in the production profile",
 		"hv.yaml:6: kernel.cmdline[1]: init is set by hardvisor and may not be changed in the production profile"}},
+
+	// Services.
+	{"service names and commands", header + "services:\n  - name: a\n    command: [bin/a]\n  - name: a\n  - {name: \"b c\", command: [/x]}\n", []string{
+		`hv.yaml:5: services[0].command[0]: "bin/a" is not an absolute path to a program`,
+		`hv.yaml:6: services[1].command: required`,
+		`hv.yaml:6: services[1].name: "a" is also services[0]`,
+		`hv.yaml:7: services[2].name: "b c" is not a valid name (letters, digits, '.', '_' and '-', at most 63)`}},
+	{"service dependencies", header + "services:\n  - name: a\n    command: [/a]\n    requires: [nope]\n    after: [a]\n", []string{
+		`hv.yaml:6: services[0].requires[0]: unknown service "nope"`,
+		`hv.yaml:7: services[0].after[0]: a service cannot depend on itself`}},
+	{"service fields", header + "services:\n  - name: a\n    command: [/a]\n    restart: sometimes\n    user: root\n    env: [\"1=x\"]\n" +
+		"    capabilities: [\"net bind\"]\n    ready: {tcp: 80, file: /x}\n    health: {tcp: 70000, interval: 5}\n" +
+		"    limits: {memoryMin: 2Mi, memoryMax: 1Mi, cpuWeight: 20000, pids: -1}\n    backoff: {initial: 10s, max: 1s}\n    stopTimeout: -1s\n", []string{
+		`hv.yaml:6: services[0].restart: unknown policy "sometimes", want always, on-failure or never`,
+		`hv.yaml:7: services[0].user: "root" is not UID:GID, such as 1000:1000`,
+		`hv.yaml:8: services[0].env[0]: "1=x" is not KEY=value`,
+		`hv.yaml:9: services[0].capabilities[0]: "net bind" is not a capability name such as net_bind_service`,
+		`hv.yaml:10: services[0].ready: set exactly one of exec, tcp and file`,
+		`hv.yaml:11: services[0].health.interval: expected a duration such as 30s, got "5"`,
+		`hv.yaml:11: services[0].health.tcp: 70000 is out of range 1..65535`,
+		`hv.yaml:12: services[0].limits.cpuWeight: 20000 is out of range 1..10000`,
+		`hv.yaml:12: services[0].limits.memoryMin: 2Mi exceeds memoryMax 1Mi`,
+		`hv.yaml:12: services[0].limits.pids: must not be negative`,
+		`hv.yaml:13: services[0].backoff.initial: 10s exceeds backoff.max 1s`,
+		`hv.yaml:14: services[0].stopTimeout: invalid duration "-1s": want a number with a unit (ms, s, m, h), such as 30s`}},
+	{"service reservations over the reserve", header + "resources: {reserve: {memory: 1Gi}}\nservices:\n  - {name: a, command: [/a], limits: {memoryMin: 700Mi}}\n  - {name: b, command: [/b], limits: {memoryMin: 700Mi}}\n", []string{
+		`hv.yaml:4: services: the services reserve 1400Mi of memory (limits.memoryMin), more than resources.reserve.memory 1Gi`}},
+	{"ready timeout zero", header + "host: {readyTimeout: 0s}\n", []string{"hv.yaml:3: host.readyTimeout: must be more than 0"}},
 }
 
 func TestParseErrors(t *testing.T) {
@@ -604,6 +633,7 @@ host:
   hostname: hardvisor
   timezone: UTC
   console: ttyS0
+  readyTimeout: 2m0s
 management:
   nic:
     mac: 52:54:00:aa:00:01

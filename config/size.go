@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -120,5 +121,30 @@ func (p *Percent) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("invalid percentage %q: want a whole number followed by %%, such as 100%%", n.Value)
 	}
 	*p = Percent(v)
+	return nil
+}
+
+// Duration is a span of time, written as Go does ("500ms", "30s", "2m").
+type Duration time.Duration
+
+// D gives the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String writes the duration as time.Duration does.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalYAML writes the duration as String does.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML reads a duration such as 30s; it must not be negative.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		return fmt.Errorf("expected a duration such as 30s, got %s", describe(n))
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("invalid duration %q: want a number with a unit (ms, s, m, h), such as 30s", n.Value)
+	}
+	*d = Duration(v)
 	return nil
 }

@@ -23,6 +23,10 @@ var (
 	consoleRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{0,31}$`)
 	moduleRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,54}$`)
 	windowRe  = regexp.MustCompile(`^(Mon|Tue|Wed|Thu|Fri|Sat|Sun|daily) ([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$`)
+	// An environment entry and a capability name.
+	envRe  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
+	capRe  = regexp.MustCompile(`^(?i:cap_)?[A-Za-z_]{2,32}$`)
+	userRe = regexp.MustCompile(`^(0|[1-9][0-9]{0,9}):(0|[1-9][0-9]{0,9})$`)
 	// A kernel argument: key or key=value, no spaces or quotes.
 	cmdlineRe = regexp.MustCompile(`^[^\s"'=][^\s"']*$`)
 )
@@ -42,6 +46,9 @@ var reservedCmdline = []string{"init", "rdinit", "selinux", "enforcing", "securi
 func (d *decoder) checkExplicitZeros(c *Config) {
 	if d.has("management.api.port") && c.Management.API.Port == 0 {
 		d.errorf("management.api.port", "0 is out of range 1..65535")
+	}
+	if d.has("host.readyTimeout") && c.Host.ReadyTimeout == 0 {
+		d.errorf("host.readyTimeout", "must be more than 0")
 	}
 	if d.has("resources.reserve.memory") && c.Resources.Reserve.Memory == 0 {
 		d.errorf("resources.reserve.memory", "must be more than 0: the host needs memory of its own")
@@ -64,6 +71,7 @@ func (d *decoder) validate(c *Config) {
 	d.checkUpdates(c)
 	d.checkSecurity(c)
 	d.checkKernel(c)
+	d.checkServices(c)
 }
 
 func (d *decoder) checkTop(c *Config) {
@@ -570,5 +578,131 @@ func (d *decoder) checkKernel(c *Config) {
 		case c.Profile == ProfileProduction && slices.Contains(reservedCmdline, key):
 			d.errorf(p, "%s is set by hardvisor and may not be changed in the production profile", key)
 		}
+	}
+}
+
+func (d *decoder) checkServices(c *Config) {
+	names := map[string]int{}
+	for i, s := range c.Services {
+		p := index("services", i)
+		d.checkName(join(p, "name"), s.Name)
+		if j, dup := names[s.Name]; dup && s.Name != "" {
+			d.errorf(join(p, "name"), "%q is also services[%d]", s.Name, j)
+		} else {
+			names[s.Name] = i
+		}
+	}
+	var reserved Size
+	for i, s := range c.Services {
+		p := index("services", i)
+		d.checkCommand(join(p, "command"), s.Command, true)
+		for j, e := range s.Env {
+			if !envRe.MatchString(e) || strings.ContainsRune(e, 0) {
+				d.errorf(index(join(p, "env"), j), "%q is not KEY=value", e)
+			}
+		}
+		for _, field := range []string{"after", "requires"} {
+			list := s.After
+			if field == "requires" {
+				list = s.Requires
+			}
+			for j, dep := range list {
+				dp := index(join(p, field), j)
+				if _, ok := names[dep]; !ok {
+					d.errorf(dp, "unknown service %q", dep)
+				} else if dep == s.Name {
+					d.errorf(dp, "a service cannot depend on itself")
+				}
+			}
+		}
+		switch s.Restart {
+		case RestartAlways, RestartOnFailure, RestartNever:
+		default:
+			d.errorf(join(p, "restart"), "unknown policy %q, want always, on-failure or never", s.Restart)
+		}
+		d.checkProbe(join(p, "ready"), s.Ready)
+		d.checkProbe(join(p, "health"), s.Health)
+		if s.User != "" && !userRe.MatchString(s.User) {
+			d.errorf(join(p, "user"), "%q is not UID:GID, such as 1000:1000", s.User)
+		}
+		for j, cp := range s.Capabilities {
+			if !capRe.MatchString(cp) {
+				d.errorf(index(join(p, "capabilities"), j), "%q is not a capability name such as net_bind_service", cp)
+			}
+		}
+		l, lp := s.Limits, join(p, "limits")
+		switch {
+		case l.MemoryMin < 0:
+			d.errorf(join(lp, "memoryMin"), "must not be negative")
+		case l.MemoryMax < 0:
+			d.errorf(join(lp, "memoryMax"), "must not be negative")
+		case l.MemoryMax > 0 && l.MemoryMin > l.MemoryMax:
+			d.errorf(join(lp, "memoryMin"), "%s exceeds memoryMax %s", l.MemoryMin, l.MemoryMax)
+		}
+		if l.CPUWeight < 0 || l.CPUWeight > 10000 {
+			d.errorf(join(lp, "cpuWeight"), "%d is out of range 1..10000", l.CPUWeight)
+		}
+		if l.PIDs < 0 {
+			d.errorf(join(lp, "pids"), "must not be negative")
+		}
+		if l.MemoryMin > 0 {
+			reserved = addSat(reserved, l.MemoryMin)
+		}
+		if s.Breaker.Restarts < 0 {
+			d.errorf(join(p, "breaker.restarts"), "must not be negative")
+		}
+		if b := s.Backoff; b.Max > 0 && b.Initial > b.Max {
+			d.errorf(join(p, "backoff.initial"), "%s exceeds backoff.max %s", b.Initial, b.Max)
+		}
+	}
+	if reserved > c.Resources.Reserve.Memory {
+		d.errorf("services", "the services reserve %s of memory (limits.memoryMin), more than resources.reserve.memory %s",
+			reserved, c.Resources.Reserve.Memory)
+	}
+}
+
+// checkCommand checks an argv: not empty, the program an absolute path.
+func (d *decoder) checkCommand(path string, argv []string, required bool) {
+	switch {
+	case len(argv) == 0:
+		if required {
+			d.errorf(path, "required")
+		}
+	case !strings.HasPrefix(argv[0], "/") || strings.Contains(argv[0], "/../") || strings.HasSuffix(argv[0], "/"):
+		d.errorf(index(path, 0), "%q is not an absolute path to a program", argv[0])
+	}
+	for j, a := range argv {
+		if strings.ContainsRune(a, 0) {
+			d.errorf(index(path, j), "contains a NUL byte")
+		}
+	}
+}
+
+func (d *decoder) checkProbe(path string, p *Probe) {
+	if p == nil {
+		return
+	}
+	n := 0
+	if len(p.Exec) > 0 {
+		n++
+		d.checkCommand(join(path, "exec"), p.Exec, false)
+	}
+	if p.TCP != 0 {
+		n++
+		if p.TCP < 1 || p.TCP > 65535 {
+			d.errorf(join(path, "tcp"), "%d is out of range 1..65535", p.TCP)
+		}
+	}
+	if p.File != "" {
+		n++
+		if !strings.HasPrefix(p.File, "/") {
+			d.errorf(join(path, "file"), "%q is not an absolute path", p.File)
+		}
+	}
+	if n != 1 {
+		d.errorf(path, "set exactly one of exec, tcp and file")
+	}
+	if p.Failures < 0 {
+		d.errorf(join(path, "failures"), "must not be negative")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -187,12 +188,19 @@ func Assemble(pl *plan.Plan, bb *compile.Result, cfgYAML []byte) (*rootfs.Tree, 
 	if err := pl.Modules.AddTo(t); err != nil {
 		return nil, err
 	}
-	// mke2fs formats the data partition on first boot.
-	mke2fs, err := closure.Resolve(mkfs.Spec(), closure.Options{})
+	// mke2fs formats the data partition on first boot; the config's
+	// services bring their programs from the build host.
+	spec := mkfs.Spec()
+	progs, err := servicePrograms(pl.Config, t)
 	if err != nil {
 		return nil, err
 	}
-	if err := mke2fs.AddTo(t); err != nil {
+	spec.Binaries = append(spec.Binaries, progs...)
+	host, err := closure.Resolve(spec, closure.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := host.AddTo(t); err != nil {
 		return nil, err
 	}
 	initName := filepath.Base(plan.InitPackage)
@@ -215,6 +223,45 @@ func Assemble(pl *plan.Plan, bb *compile.Result, cfgYAML []byte) (*rootfs.Tree, 
 		}
 	}
 	return t, nil
+}
+
+// servicePrograms lists the programs the config's services and their exec
+// checks run that t does not hold yet: each must be a program on the build
+// host, whose closure the image then carries at the same path.
+func servicePrograms(cfg *config.Config, t *rootfs.Tree) ([]string, error) {
+	var progs []string
+	want := func(field, p string) error {
+		if _, ok := t.Lookup(p); ok || slices.Contains(progs, p) {
+			return nil
+		}
+		fi, err := os.Stat(p)
+		switch {
+		case err != nil:
+			return fmt.Errorf("%s: %s is not in the image and not on the build host", field, p)
+		case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
+			return fmt.Errorf("%s: %s on the build host is not an executable file", field, p)
+		}
+		progs = append(progs, p)
+		return nil
+	}
+	for i, s := range cfg.Services {
+		field := fmt.Sprintf("services[%d]", i)
+		if err := want(field+".command[0]", s.Command[0]); err != nil {
+			return nil, err
+		}
+		for _, pr := range []struct {
+			name string
+			p    *config.Probe
+		}{{"ready", s.Ready}, {"health", s.Health}} {
+			if pr.p != nil && len(pr.p.Exec) > 0 {
+				if err := want(field+"."+pr.name+".exec[0]", pr.p.Exec[0]); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	slices.Sort(progs)
+	return progs, nil
 }
 
 // inputKey hashes everything the artifacts depend on: the compiled binary's key

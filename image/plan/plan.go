@@ -9,10 +9,16 @@ import (
 
 	"hardvisor.dev/hardvisor/config"
 	"hardvisor.dev/hardvisor/image/kernel"
+	"hardvisor.dev/hardvisor/services/catalog"
+	"hardvisor.dev/hardvisor/services/supervise"
 )
 
 // InitPackage is PID 1's Go package; its command name is what /init links to.
 const InitPackage = "hardvisor.dev/hardvisor/init/hvinit"
+
+// StatusPackage prints the host's status report; the debug profile carries
+// it for the console (production has no shell to run it from).
+const StatusPackage = "hardvisor.dev/hardvisor/services/hvstatus"
 
 // DebugPackages are the u-root core commands the debug profile adds, with gosh
 // as the interactive shell on the serial console. Each must be a tool in go.mod.
@@ -67,6 +73,8 @@ type Plan struct {
 	// Tags are the Go build tags of the compiled commands.
 	Tags    []string
 	Cmdline string
+	// Services are the host's services, built-in and from the config, checked.
+	Services []supervise.Spec
 }
 
 // New plans the build of cfg.
@@ -80,6 +88,10 @@ func New(cfg *config.Config, opts Options) (*Plan, error) {
 	if err := checkFeatureModules(cfg); err != nil {
 		return nil, err
 	}
+	services, err := catalog.Check(cfg)
+	if err != nil {
+		return nil, err
+	}
 	k, err := kernel.Find(opts.Kernel)
 	if err != nil {
 		return nil, err
@@ -91,10 +103,11 @@ func New(cfg *config.Config, opts Options) (*Plan, error) {
 	pkgs := []string{InitPackage}
 	var tags []string
 	if cfg.Profile == "debug" {
+		pkgs = append(pkgs, StatusPackage)
 		pkgs = append(pkgs, DebugPackages...)
 		tags = DebugTags
 	}
-	return &Plan{Config: cfg, Kernel: k, Modules: mods, Packages: pkgs, Tags: tags, Cmdline: Cmdline(cfg)}, nil
+	return &Plan{Config: cfg, Kernel: k, Modules: mods, Packages: pkgs, Tags: tags, Cmdline: Cmdline(cfg), Services: services}, nil
 }
 
 // Cmdline is the canonical kernel command line of an image built from cfg: the

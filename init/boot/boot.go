@@ -6,9 +6,12 @@ package boot
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"hardvisor.dev/hardvisor/config"
+	"hardvisor.dev/hardvisor/services/status"
+	"hardvisor.dev/hardvisor/services/supervise"
 )
 
 // Step is one thing PID 1 does while booting.
@@ -29,6 +32,8 @@ type Optional interface {
 type Host struct {
 	// Console receives every line PID 1 prints (all active consoles).
 	Console io.Writer
+	// Started is when PID 1 started; service lines carry the time since.
+	Started time.Time
 	// Config is the embedded config, with this machine's hosts[] override applied
 	// once the config step has run.
 	Config *config.Config
@@ -44,8 +49,14 @@ type Host struct {
 	// DataBoots counts the boots that mounted the data partition, this one
 	// included; 0 without one.
 	DataBoots int
+	// Supervisor runs the host services once the services step has run.
+	Supervisor *supervise.Supervisor
+	// Machine says why guests have no room here; empty when they have.
+	Machine string
 
 	power chan PowerAction
+	mu    sync.Mutex
+	gate  status.Gate // the health gate's verdict, read by the status server
 }
 
 // Logf prints one line on the console, prefixed so it stands out from the kernel's.

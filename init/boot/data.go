@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hardvisor.dev/hardvisor/config"
 	"io"
 	"os"
 	"path/filepath"
@@ -32,7 +33,7 @@ const (
 	// DataLabel is the data partition's GPT name and its file system label.
 	DataLabel = "HV-DATA"
 	// DataMountPoint is where the data partition is mounted.
-	DataMountPoint = "/var/lib/hardvisor"
+	DataMountPoint = config.DataDir
 	// BootCountFile, in DataMountPoint, counts the boots that mounted it.
 	BootCountFile = "boot-count"
 	// MinDataSize is the smallest data partition PID 1 creates.

@@ -1,8 +1,9 @@
 package boot
 
 import (
-	"fmt"
 	"strings"
+
+	"hardvisor.dev/hardvisor/services/status"
 )
 
 // Sysctl is one kernel setting PID 1 applies and then reads back.
@@ -56,28 +57,9 @@ var HardeningSysctls = []Sysctl{
 	{Key: "net.ipv6.conf.default.accept_source_route", Value: "0"},
 }
 
-// Check is the outcome of one hardening setting, applied and verified.
-type Check struct {
-	Name string
-	Want string
-	Got  string
-	// OK is true when the setting reads back as wanted; NotApplicable when
-	// this kernel does not have it.
-	OK, NotApplicable bool
-	Err               string
-}
-
-func (c Check) String() string {
-	switch {
-	case c.NotApplicable:
-		return c.Name + ": not in this kernel"
-	case c.OK:
-		return c.Name + " = " + c.Want
-	case c.Err != "":
-		return fmt.Sprintf("%s: want %s: %s", c.Name, c.Want, c.Err)
-	}
-	return fmt.Sprintf("%s: want %s, reads %s", c.Name, c.Want, c.Got)
-}
+// Check is the outcome of one hardening setting, applied and verified; the
+// status report carries it as it is.
+type Check = status.Check
 
 // MissingArgs returns the arguments of want (the image's canonical command
 // line) that the running kernel's command line lacks: a boot loader that

@@ -7,9 +7,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// ServicesStopDeadline bounds the services' stop on the way down; each
+// service is killed after its own stop timeout well before.
+const ServicesStopDeadline = 60 * time.Second
 
 // PowerAction is what PID 1 was asked to do at the end of the host's life.
 type PowerAction int
@@ -117,8 +122,15 @@ func watchPowerButton(f *os.File, ch chan<- PowerAction) {
 // Shutdown syncs and unmounts what PID 1 mounted, then powers off or reboots.
 // It does not return.
 func Shutdown(h *Host, a PowerAction) {
+	h.Logf("%s: stopping services", a)
+	h.StopServices(ServicesStopDeadline)
 	h.Logf("%s: syncing disks", a)
 	unix.Sync()
+	if h.DataMounted != "" {
+		if err := unix.Unmount(h.DataMounted, 0); err != nil {
+			h.Logf("%s: unmount %s: %v", a, h.DataMounted, err)
+		}
+	}
 	for i := len(EarlyMounts) - 1; i >= 0; i-- {
 		_ = unix.Unmount(EarlyMounts[i].Target, unix.MNT_DETACH)
 	}

@@ -303,18 +303,25 @@ func loadModule(p string) error {
 	return unix.FinitModule(int(f.Fd()), "", 0)
 }
 
-// Ready prints the line that tells the world the host is up.
+// Ready prints the line that tells the world the host is up, with what the
+// boot did and PID 1's resident memory (the service manager included).
 type Ready struct{ Host *Host }
 
 func (Ready) String() string { return "ready" }
 
 // Run prints `hardvisor: ready version=… hostname=…`.
 func (s Ready) Run() error {
+	h := s.Host
+	rss, _ := selfRSS("/proc/self/status")
+	services := 0
+	if h.Supervisor != nil {
+		services = len(h.Supervisor.Status())
+	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "ready version=%s hostname=%s profile=%s modules=%d hardening=%d/%d boots=%d",
-		s.Host.Version, s.Host.Config.Host.Hostname, s.Host.Config.Profile, len(s.Host.Modules.Loaded),
-		passed(s.Host.Hardening), applicable(s.Host.Hardening), s.Host.DataBoots)
-	s.Host.Logf("%s", b.String())
+	fmt.Fprintf(&b, "ready version=%s hostname=%s profile=%s modules=%d hardening=%d/%d services=%d boots=%d rss=%dKiB",
+		h.Version, h.Config.Host.Hostname, h.Config.Profile, len(h.Modules.Loaded),
+		passed(h.Hardening), applicable(h.Hardening), services, h.DataBoots, rss/1024)
+	h.Logf("%s", b.String())
 	return nil
 }
 
@@ -334,6 +341,9 @@ func Sequence(h *Host, sp spawn.Spawner) []Step {
 		DisableModules{Host: h},
 		DataPartition{Host: h, Spawner: sp},
 		PowerEvents{Host: h},
+		StatusServer{Host: h},
+		Services{Host: h, Spawner: sp},
+		HealthGate{Host: h},
 		Ready{Host: h},
 	)
 }

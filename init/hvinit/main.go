@@ -13,11 +13,11 @@ import (
 
 func main() {
 	r := reaper.Start()
-	h := &boot.Host{Console: os.Stdout}
+	h := &boot.Host{Console: os.Stdout, Started: time.Now()}
 	if err := boot.Run(h, boot.Sequence(h, r), time.Now); err != nil {
-		h.Logf("boot failed: %v", err)
-		h.Logf("not ready")
-	} else if h.Config.Profile == "debug" {
+		h.NotReady(err)
+	}
+	if h.Config != nil && h.Config.Profile == "debug" {
 		go func() {
 			sh := boot.DebugShell{Host: h, Shell: []string{"/bbin/gosh"}, Console: "/dev/" + h.Config.Host.Console, Spawner: r}
 			if err := sh.Serve(); err != nil {

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -116,6 +117,9 @@ func run() error {
 	row("boot floor (trivial Go init)", secs(floor), "", "", "")
 	ready := regexp.MustCompile(`hardvisor: ready version=`)
 	if err := benchMedia(work, out, m, floorCPIO, ready); err != nil {
+		return err
+	}
+	if err := benchRSS(bin, src, work, cacheDir, out, cmdline); err != nil {
 		return err
 	}
 	for _, comp := range []string{"zstd", "gzip", "xz", "none"} {
@@ -272,6 +276,54 @@ func benchMedia(work, out string, m *manifest.Manifest, floorCPIO string, ready 
 			continue
 		}
 		row("boot to ready, pxe (SeaBIOS+iPXE, HTTP)", secs(d), "its floor (target ratio <= 1.30)", secs(pxeFloor), ratio(d, pxeFloor))
+	}
+	return nil
+}
+
+// rssServices is a config with host services that run and idle, to show
+// what the service manager costs PID 1 with services to watch.
+const rssServices = `apiVersion: hardvisor.dev/v1
+version: 0.1.0-rss
+services:
+  - {name: a, command: [/bin/sleep, "100000"]}
+  - {name: b, command: [/bin/sleep, "100000"], requires: [a]}
+  - {name: c, command: [/bin/sleep, "100000"], ready: {file: /proc/self}}
+  - {name: d, command: [/bin/sleep, "100000"], health: {exec: [/bin/true], interval: 1s}}
+  - {name: e, command: [/bin/sh, -c, "exit 1"], restart: on-failure, optional: true}
+`
+
+// benchRSS reads PID 1's resident memory (the service manager runs in it)
+// from the ready line: the default image, and one with five services.
+func benchRSS(bin, src, work, cacheDir, out, cmdline string) error {
+	cfg := filepath.Join(work, "rss.yaml")
+	if err := os.WriteFile(cfg, []byte(rssServices), 0o644); err != nil {
+		return err
+	}
+	svcOut := filepath.Join(work, "out-rss")
+	if err := hardvisor(bin, src, "", "build", "-c", cfg, "-o", svcOut, "--cache", cacheDir); err != nil {
+		return err
+	}
+	rss := regexp.MustCompile(`hardvisor: ready version=.* services=(\d+) .*rss=(\d+)KiB`)
+	for _, dir := range []string{out, svcOut} {
+		var kib []int
+		for i := 0; i < bootRuns; i++ {
+			vm, err := qemu.Start(context.Background(), nil, qemu.Options{Name: "bench-rss", NoReboot: true,
+				Kernel: filepath.Join(dir, build.Kernel), Initrd: filepath.Join(dir, build.Initramfs), Append: cmdline})
+			if err != nil {
+				return err
+			}
+			m, err := vm.Expect(rss, 180*time.Second)
+			vm.Close()
+			if err != nil {
+				return err
+			}
+			n, _ := strconv.Atoi(m[2])
+			kib = append(kib, n)
+			if i == bootRuns-1 {
+				sort.Ints(kib)
+				row("PID 1 + service manager RSS, "+m[1]+" svc", fmt.Sprintf("%.1f MB", float64(kib[len(kib)/2])*1024/1e6), "target", "< 20.0 MB", "")
+			}
+		}
 	}
 	return nil
 }

@@ -38,6 +38,9 @@ const (
 // CPUPeriod is the cpu.max period, in microseconds (the kernel's default).
 const CPUPeriod = 100000
 
+// MinCPUQuota is the smallest cpu.max quota the kernel accepts, in microseconds.
+const MinCPUQuota = 1000
+
 // Limits are one host service's cgroup settings. Zero fields take the value
 // from DefaultLimits.
 type Limits struct {
@@ -126,6 +129,10 @@ func SliceResources(r config.Resources) *cgroup2.Resources {
 // ceiling: memory.max is the host memory minus the reserve and cpu.max allows
 // the host CPUs minus the reserved ones ("300000 100000" for 3 CPUs).
 // resources.host is the host's size where set; m fills in what it leaves zero.
+//
+// On a machine the reserve fills (a small test VM), it gives a closed
+// ceiling, memory.max 0 and the smallest cpu.max, and an error saying why:
+// no guest can run there, but the host itself can.
 func MachineResources(r config.Resources, m Size) (*cgroup2.Resources, error) {
 	mem, cpus := r.Host.Memory, r.Host.CPUs
 	if mem == 0 {
@@ -143,7 +150,10 @@ func MachineResources(r config.Resources, m Size) (*cgroup2.Resources, error) {
 		errs = append(errs, fmt.Errorf("machine cpus: host %d minus reserve %d leaves nothing for guests", cpus, r.Reserve.CPUs))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return &cgroup2.Resources{
+			Memory: &cgroup2.Memory{Max: ptr(int64(0))},
+			CPU:    &cgroup2.CPU{Max: cgroup2.NewCPUMax(ptr(int64(MinCPUQuota)), ptr(uint64(CPUPeriod)))},
+		}, err
 	}
 	return &cgroup2.Resources{
 		Memory: &cgroup2.Memory{Max: ptr(int64(gmem))},

@@ -76,18 +76,16 @@ func TestMachineResources(t *testing.T) {
 			name:    "nothing left",
 			res:     config.Resources{Reserve: config.Capacity{Memory: 4 * config.Gi, CPUs: 2}},
 			m:       Size{Memory: 4 * config.Gi, CPUs: 2},
+			wantMem: 0, wantCPU: "1000 100000",
 			wantErr: "machine memory: host 4Gi minus reserve 4Gi leaves nothing for guests\nmachine cpus: host 2 minus reserve 2 leaves nothing for guests",
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := MachineResources(tt.res, tt.m)
-			if tt.wantErr != "" {
-				if err == nil || err.Error() != tt.wantErr {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
+			if tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
 			}
-			if err != nil {
+			if tt.wantErr == "" && err != nil {
 				t.Fatal(err)
 			}
 			want := &cgroup2.Resources{Memory: &cgroup2.Memory{Max: &tt.wantMem}, CPU: &cgroup2.CPU{Max: tt.wantCPU}}

@@ -20,6 +20,9 @@ const Mount = "/sys/fs/cgroup"
 // Tree is hardvisor's cgroup tree under a cgroup2 mount.
 type Tree struct {
 	mount string
+	// NoRoom says why machine/ is closed when the reserve fills the machine
+	// (see MachineResources); nil when guests have room.
+	NoRoom error
 }
 
 // Open creates hardvisor.slice (memory.min = the reserve) and machine/ (the
@@ -27,17 +30,14 @@ type Tree struct {
 // they need in cgroup.subtree_control up the tree. m is the machine's measured
 // size, used where resources.host is unset.
 func Open(mount string, r config.Resources, m Size) (*Tree, error) {
-	mres, err := MachineResources(r, m)
-	if err != nil {
-		return nil, fmt.Errorf("cgroup %s: %w", Machine, err)
-	}
+	mres, noRoom := MachineResources(r, m)
 	if _, err := cgroup2.NewManager(mount, "/"+Slice, SliceResources(r)); err != nil {
 		return nil, fmt.Errorf("create cgroup %s: %w", Slice, err)
 	}
 	if _, err := cgroup2.NewManager(mount, "/"+Machine, mres); err != nil {
 		return nil, fmt.Errorf("create cgroup %s: %w", Machine, err)
 	}
-	return &Tree{mount: mount}, nil
+	return &Tree{mount: mount, NoRoom: noRoom}, nil
 }
 
 // Place creates (or updates) hardvisor.slice/<name> with l (DefaultLimits for

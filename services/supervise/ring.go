@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // Log bounds.
@@ -61,6 +62,8 @@ type lineWriter struct {
 	ring    *ring
 	console io.Writer
 	conMu   *sync.Mutex // shared by every service writing to the console
+	limit   *rateLimit  // the service's console rate, kept across runs; under conMu
+	now     func() time.Time
 	partial []byte
 }
 
@@ -99,9 +102,51 @@ func (w *lineWriter) flush() {
 func (w *lineWriter) emit(line []byte) {
 	s := string(bytes.TrimSuffix(line, []byte("\r")))
 	w.ring.add(s)
-	if w.console != nil {
-		w.conMu.Lock()
-		fmt.Fprintf(w.console, "%s: %s\n", w.name, s)
-		w.conMu.Unlock()
+	if w.console == nil {
+		return
 	}
+	w.conMu.Lock()
+	defer w.conMu.Unlock()
+	ok, dropped := w.limit.allow(w.now())
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		fmt.Fprintf(w.console, "%s: (%d lines not shown on the console; the service's log has them)\n", w.name, dropped)
+	}
+	fmt.Fprintf(w.console, "%s: %s\n", w.name, s)
+}
+
+// Console rate limit per service: a burst of ConsoleBurst lines, then
+// ConsoleRate lines a second. A service that floods its output cannot
+// drown the console (a serial line takes ~1 ms a character under TCG)
+// or the other services' lines; its log keeps everything.
+const (
+	ConsoleBurst = 200
+	ConsoleRate  = 20
+)
+
+// rateLimit is a token bucket; the zero value starts full.
+type rateLimit struct {
+	tokens  float64
+	last    time.Time
+	dropped int
+	started bool
+}
+
+// allow takes a token at now; when it may, it also gives the count of
+// lines refused since the last one allowed.
+func (r *rateLimit) allow(now time.Time) (ok bool, dropped int) {
+	if !r.started {
+		r.tokens, r.last, r.started = ConsoleBurst, now, true
+	}
+	r.tokens = min(ConsoleBurst, r.tokens+now.Sub(r.last).Seconds()*ConsoleRate)
+	r.last = now
+	if r.tokens < 1 {
+		r.dropped++
+		return false, 0
+	}
+	r.tokens--
+	dropped, r.dropped = r.dropped, 0
+	return true, dropped
 }

@@ -29,6 +29,9 @@ type service struct {
 	failures  int         // consecutive failed runs, for the backoff
 	lastStart time.Time   // when the current run started, for the stable-run reset
 	restartAt []time.Time // restarts in the breaker's window
+	// consoleRate limits the service's lines on the console, across runs;
+	// the pipe readers use it under sup.conMu.
+	consoleRate rateLimit
 }
 
 // set moves the service to state, applying f to its status first.
@@ -45,7 +48,12 @@ func (s *service) set(state State, f func(st *ServiceStatus)) {
 		s.st.Since = now
 	}
 	if state != StateBackoff {
-		s.st.NextRestart = time.Time{}
+		s.st.NextRestart, s.st.RestartDelay = time.Time{}, 0
+	}
+	st := s.st
+	if st.LastExit != nil {
+		e := *st.LastExit
+		st.LastExit = &e
 	}
 	sup.notifyLocked()
 	sup.mu.Unlock()
@@ -54,7 +62,7 @@ func (s *service) set(state State, f func(st *ServiceStatus)) {
 	}
 	sup.log.Debug("service state", "service", s.spec.Name, "from", from.String(), "to", state.String())
 	if sup.opts.OnTransition != nil {
-		sup.opts.OnTransition(Transition{Service: s.spec.Name, From: from, To: state, At: now})
+		sup.opts.OnTransition(Transition{Service: s.spec.Name, From: from, To: state, At: now, Status: st})
 	}
 }
 
@@ -294,7 +302,8 @@ func (s *service) spawn() (*exec.Cmd, <-chan Exit, error) {
 		r.Close()
 		return nil, nil, err
 	}
-	lw := &lineWriter{name: s.spec.Name, ring: s.logs, console: s.sup.opts.Console, conMu: &s.sup.conMu}
+	lw := &lineWriter{name: s.spec.Name, ring: s.logs, console: s.sup.opts.Console, conMu: &s.sup.conMu,
+		limit: &s.consoleRate, now: s.sup.clock.Now}
 	go func() {
 		// Ends when every process holding the pipe has exited.
 		io.Copy(lw, r)
@@ -326,11 +335,18 @@ func (s *service) terminate(pid int, exited <-chan Exit) Exit {
 	return <-exited
 }
 
-// cleanup kills what is left of a process group whose leader ended, so no
-// process of a service outlives its run.
+// cleanup kills what is left of a process group whose leader ended, and of
+// the service's cgroup where the group can kill its members (a process that
+// left the process group with setsid is still in the cgroup), so no process
+// of a service outlives its run.
 func (s *service) cleanup(pgid int) {
 	if err := s.sup.kill(pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		s.sup.log.Warn("kill leftover processes", "service", s.spec.Name, "err", err)
+	}
+	if k, ok := s.cg.(interface{ Kill() error }); ok {
+		if err := k.Kill(); err != nil {
+			s.sup.log.Warn("kill leftover processes in the cgroup", "service", s.spec.Name, "err", err)
+		}
 	}
 }
 
@@ -404,6 +420,7 @@ func (s *service) afterExit(ex ExitInfo) (delay time.Duration, restart bool) {
 		record(st)
 		st.Restarts++
 		st.NextRestart = now.Add(delay)
+		st.RestartDelay = delay
 		st.Reason = ""
 	})
 	return delay, true

@@ -85,6 +85,8 @@ type Transition struct {
 	From, To State
 	// At is when the change happened.
 	At time.Time
+	// Status is the service's status as the change left it (no usage).
+	Status ServiceStatus
 }
 
 // Options configure a Supervisor.
@@ -308,8 +310,10 @@ type ServiceStatus struct {
 	Restarts int
 	// LastExit is how the last run ended; nil before the first end.
 	LastExit *ExitInfo
-	// NextRestart is when a service in Backoff starts again.
-	NextRestart time.Time
+	// NextRestart is when a service in Backoff starts again, RestartDelay
+	// the wait its backoff chose.
+	NextRestart  time.Time
+	RestartDelay time.Duration
 	// Reason says what a Waiting service waits for, why a Running one is not
 	// ready yet, or why a Failed one failed.
 	Reason string

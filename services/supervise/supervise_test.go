@@ -401,7 +401,9 @@ func TestRing(t *testing.T) {
 	}
 
 	var con strings.Builder
-	lw := &lineWriter{name: "svc", ring: newRing(1 << 20), console: &con, conMu: &sync.Mutex{}}
+	now := time.Unix(1000, 0)
+	lw := &lineWriter{name: "svc", ring: newRing(1 << 20), console: &con, conMu: &sync.Mutex{},
+		limit: &rateLimit{}, now: func() time.Time { return now }}
 	lw.Write([]byte("one\ntw"))
 	lw.Write([]byte("o\r\nthree"))
 	lw.Write([]byte(strings.Repeat("y", maxLine+5) + "\n"))
@@ -409,6 +411,25 @@ func TestRing(t *testing.T) {
 	want := "svc: one\nsvc: two\nsvc: three" + strings.Repeat("y", maxLine-5) + "\nsvc: yyyyyyyyyy\n"
 	if con.String() != want {
 		t.Errorf("console:\n%q\nwant\n%q", con.String(), want)
+	}
+
+	// A flood: the burst reaches the console, the rest only the log, until
+	// time refills the bucket and the console is told what it missed.
+	con.Reset()
+	for i := range ConsoleBurst + 50 {
+		fmt.Fprintf(lw, "flood %d\n", i)
+	}
+	if n := strings.Count(con.String(), "\n"); n != ConsoleBurst-4 {
+		t.Errorf("flood: %d lines on the console, want the rest of the burst, %d", n, ConsoleBurst-4)
+	}
+	if got := lw.ring.last(1); got[0] != fmt.Sprintf("flood %d", ConsoleBurst+49) {
+		t.Errorf("log kept %q last, want every line", got)
+	}
+	con.Reset()
+	now = now.Add(time.Second / ConsoleRate)
+	fmt.Fprintf(lw, "after\n")
+	if want := "svc: (54 lines not shown on the console; the service's log has them)\nsvc: after\n"; con.String() != want {
+		t.Errorf("after the flood:\n%q\nwant\n%q", con.String(), want)
 	}
 }
 

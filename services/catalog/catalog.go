@@ -1,0 +1,133 @@
+// Package catalog is the list of services a host runs: the built-in ones,
+// declared in code, and those the config adds, turned into the service
+// manager's specs. The builder checks the list (dependencies, cycles,
+// reservations, programs in the image) before it writes an image; PID 1 runs
+// the same list.
+package catalog
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"hardvisor.dev/hardvisor/config"
+	"hardvisor.dev/hardvisor/services/cgroups"
+	"hardvisor.dev/hardvisor/services/supervise"
+)
+
+// Env is the environment every service starts with; a config service's env
+// entries come after it.
+var Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin:/bbin", "HOME=/"}
+
+// Builtin gives the services hardvisor itself runs on every host. There are
+// none yet: the management and hypervisor services join this list.
+func Builtin(*config.Config) []supervise.Spec { return nil }
+
+// Specs gives every service of c: the built-in ones, then the config's in
+// declaration order. It fails on a config the service manager cannot run,
+// naming the field.
+func Specs(c *config.Config) ([]supervise.Spec, error) {
+	specs := Builtin(c)
+	for i, s := range c.Services {
+		spec, err := fromConfig(s)
+		if err != nil {
+			return nil, fmt.Errorf("services[%d]: %w", i, err)
+		}
+		specs = append(specs, spec)
+	}
+	return specs, nil
+}
+
+// Check is the builder's check of the whole list: what supervise.Validate
+// finds (dependency cycles across built-in and config services, unknown
+// capabilities) and the reservations against the host reserve.
+func Check(c *config.Config) ([]supervise.Spec, error) {
+	specs, err := Specs(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := supervise.Validate(specs); err != nil {
+		return nil, fmt.Errorf("services: %w", err)
+	}
+	limits := map[string]cgroups.Limits{}
+	for _, s := range specs {
+		limits[s.Name] = s.Cgroup
+	}
+	if err := cgroups.CheckReserve(c.Resources, limits); err != nil {
+		return nil, fmt.Errorf("services: %w", err)
+	}
+	return specs, nil
+}
+
+func fromConfig(s config.Service) (supervise.Spec, error) {
+	spec := supervise.Spec{
+		Name:            s.Name,
+		Command:         slices.Clone(s.Command),
+		Env:             slices.Concat(Env, s.Env),
+		Dir:             "/",
+		After:           slices.Clone(s.After),
+		Requires:        slices.Clone(s.Requires),
+		Capabilities:    slices.Clone(s.Capabilities),
+		NoNewPrivileges: true,
+		Required:        !s.Optional,
+		StopTimeout:     s.StopTimeout.D(),
+		Backoff:         supervise.Backoff{Initial: s.Backoff.Initial.D(), Max: s.Backoff.Max.D(), ResetAfter: s.Backoff.ResetAfter.D()},
+		Breaker:         supervise.Breaker{MaxRestarts: s.Breaker.Restarts, Window: s.Breaker.Window.D()},
+		Cgroup: cgroups.Limits{
+			MemoryMin: s.Limits.MemoryMin,
+			MemoryMax: s.Limits.MemoryMax,
+			CPUWeight: uint64(s.Limits.CPUWeight),
+			PIDsMax:   int64(s.Limits.PIDs),
+		},
+		Ready:  probe(s.Ready),
+		Health: probe(s.Health),
+	}
+	switch s.Restart {
+	case config.RestartAlways, "":
+		spec.Restart = supervise.Always
+	case config.RestartOnFailure:
+		spec.Restart = supervise.OnFailure
+	case config.RestartNever:
+		spec.Restart = supervise.Never
+	default:
+		return spec, fmt.Errorf("restart: unknown policy %q", s.Restart)
+	}
+	if s.NeedsData {
+		spec.Conditions = append(spec.Conditions, supervise.Mounted{Path: config.DataDir})
+	}
+	if s.User != "" {
+		u, err := parseUser(s.User)
+		if err != nil {
+			return spec, fmt.Errorf("user: %w", err)
+		}
+		spec.User = u
+	}
+	return spec, nil
+}
+
+func probe(p *config.Probe) *supervise.Probe {
+	if p == nil {
+		return nil
+	}
+	out := &supervise.Probe{Interval: p.Interval.D(), Timeout: p.Timeout.D(), FailureThreshold: p.Failures}
+	switch {
+	case len(p.Exec) > 0:
+		out.Check = supervise.Exec{Command: slices.Clone(p.Exec)}
+	case p.TCP != 0:
+		out.Check = supervise.TCPListen{Port: p.TCP}
+	default:
+		out.Check = supervise.FileExists{Path: p.File}
+	}
+	return out
+}
+
+func parseUser(s string) (*supervise.User, error) {
+	us, gs, ok := strings.Cut(s, ":")
+	uid, err1 := strconv.ParseUint(us, 10, 32)
+	gid, err2 := strconv.ParseUint(gs, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("%q is not UID:GID", s)
+	}
+	return &supervise.User{UID: uint32(uid), GID: uint32(gid)}, nil
+}
