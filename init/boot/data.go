@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hardvisor.dev/hardvisor/config"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,6 +17,9 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/google/uuid"
+
+	"hardvisor.dev/hardvisor/config"
 )
 
 // ErrNoRoom is returned when the boot disk has no space for HV-DATA: the image
@@ -405,14 +407,30 @@ func PlanDataPartition(t *gpt.Table, diskSize int64, guid string) (*gpt.Partitio
 	return p, wipe, nil
 }
 
+// dataGUIDNamespace is the namespace of the data partitions' name-based GUIDs.
+var dataGUIDNamespace = uuid.MustParse("5c1f3c56-7b2e-4d0a-9a57-68617264766d")
+
+// DataPartitionGUID is the data partition's GUID on the disk whose GPT has
+// diskGUID: a name-based UUID (RFC 9562 version 5) of the disk GUID, unique
+// per disk and the same on every boot, and made without randomness, which
+// early in boot can block for a second or more until the kernel's pool is
+// ready.
+func DataPartitionGUID(diskGUID string) string {
+	return strings.ToUpper(uuid.NewSHA1(dataGUIDNamespace, []byte(strings.ToLower(diskGUID)+"/"+DataLabel)).String())
+}
+
 // AddDataPartition creates the data partition on the disk f of diskSize
 // bytes (a block device or an image file) as PlanDataPartition lays it out:
 // it zeroes the extents, then writes the backup and primary GPT (go-diskfs
 // writes and syncs the backup first, so a crash leaves one valid table).
+// An empty guid takes DataPartitionGUID of the disk's GUID.
 func AddDataPartition(f backend.WritableFile, diskSize int64, logical, physical int, guid string) (*gpt.Partition, error) {
 	t, err := gpt.Read(f, logical, physical)
 	if err != nil {
 		return nil, fmt.Errorf("read GPT: %w", err)
+	}
+	if guid == "" {
+		guid = DataPartitionGUID(t.GUID)
 	}
 	if FindPartitionName(t, DataLabel) != nil {
 		return nil, fmt.Errorf("the GPT already has a partition named %s", DataLabel)

@@ -13,7 +13,6 @@ import (
 	"unsafe"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
-	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
 
 	"hardvisor.dev/hardvisor/image/mkfs"
@@ -45,7 +44,14 @@ type DataPartition struct {
 	BootDiskWait time.Duration
 	// FormatTimeout bounds mke2fs; default 10m.
 	FormatTimeout time.Duration
+	// LoadFS loads the data file system's module (DataFSModule) once there
+	// is a partition to mount; nil when it is built in.
+	LoadFS func() error
 }
+
+// DataFSModule is the data partition's file system module, loaded only on a
+// host that has a data partition to mount.
+const DataFSModule = "ext4"
 
 func (DataPartition) String() string { return "data" }
 
@@ -116,6 +122,11 @@ func (s DataPartition) Run() error {
 	}
 	if err := os.MkdirAll(s.Target, 0o755); err != nil {
 		return err
+	}
+	if s.LoadFS != nil {
+		if err := s.LoadFS(); err != nil {
+			return fmt.Errorf("load %s: %w", DataFSModule, err)
+		}
 	}
 	if err := unix.Mount(dev, s.Target, "ext4", nodev|nosuid|noexec|unix.MS_NOATIME, "errors=remount-ro"); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", dev, s.Target, err)
@@ -243,11 +254,7 @@ func (s DataPartition) create(boot *BlockDisk) (*DataCandidate, error) {
 		return nil, err
 	}
 	defer d.Close()
-	id, err := uuid.NewRandom()
-	if err != nil {
-		return nil, err
-	}
-	p, err := AddDataPartition(d.File, d.size, d.logical, d.physical, id.String())
+	p, err := AddDataPartition(d.File, d.size, d.logical, d.physical, "")
 	if err != nil {
 		return nil, err
 	}

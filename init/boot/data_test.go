@@ -465,6 +465,21 @@ func TestAddDataPartition(t *testing.T) {
 		t.Errorf("second AddDataPartition: %v, want an error", err)
 	}
 	verifyWithTools(t, img, diskSize, fixtureData)
+
+	// Without a GUID given, the partition's is derived from the disk's.
+	img2 := writeImage(t, imageSize, diskSize, nil)
+	f2, err := os.OpenFile(img2, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	p2, err := AddDataPartition(f2, diskSize, 512, 512, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := DataPartitionGUID(before.GUID); p2.GUID != want || want == DataPartitionGUID(fixtureData) {
+		t.Errorf("derived GUID %s, want %s (and unique per disk)", p2.GUID, want)
+	}
 }
 
 // TestAddDataPartitionHuge adds the data partition on a (sparse) 3 TiB disk:

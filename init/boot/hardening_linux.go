@@ -107,8 +107,9 @@ func LockdownMode(s string) string {
 	return ""
 }
 
-// DisableModules sets kernel.modules_disabled=1 once the modules step has loaded
-// what the host needs: from then on no module can be loaded, by anyone.
+// DisableModules sets kernel.modules_disabled=1 once the modules and data
+// steps have loaded what the host needs, before any service starts: from
+// then on no module can be loaded, by anyone.
 type DisableModules struct{ Host *Host }
 
 func (DisableModules) String() string { return "modules_disabled" }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -176,10 +177,14 @@ type Modules struct {
 
 func (Modules) String() string { return "modules" }
 
-// UEFIDiskModules are loaded whenever the firmware booted us from a disk:
-// the data partition step needs the EFI variables and ext4, and a USB boot
-// disk appears only after the modules step, too late for coldplug.
-var UEFIDiskModules = []string{"efivarfs", "ext4", "sd_mod", "usb_storage", "uas"}
+// UEFIModules are loaded whenever the firmware is UEFI: the data partition
+// step reads the boot partition's GUID from an EFI variable.
+var UEFIModules = []string{"efivarfs"}
+
+// USBDiskModules are loaded when a UEFI host has a USB bus: a USB boot disk
+// appears only after the modules step, too late for coldplug, and the data
+// partition step waits for it.
+var USBDiskModules = []string{"sd_mod", "usb_storage", "uas"}
 
 // maxColdplugRounds bounds the rescans; real hardware settles in two or three.
 const maxColdplugRounds = 8
@@ -187,53 +192,91 @@ const maxColdplugRounds = 8
 // Run loads the modules. A module the kernel refuses because its hardware is
 // missing is recorded; any other failure stops the boot.
 func (s Modules) Run() error {
-	ix, err := kernel.ReadIndex(s.Dir)
+	ld, err := NewModuleLoader(s.Dir)
 	if err != nil {
 		return err
 	}
-	rep := ModuleReport{Absent: map[string]string{}}
-	done := map[string]bool{}
 	// plan.New checked at build time that every feature module is on the
 	// allow-list, so one the index lacks is built into the kernel.
-	wanted := s.Host.Config.FeatureModules()
-	if _, err := os.Stat(filepath.Join(s.Sysfs, "firmware/efi")); err == nil {
-		wanted = append(wanted, UEFIDiskModules...)
+	features := s.Host.Config.FeatureModules()
+	uefi := exists(filepath.Join(s.Sysfs, "firmware/efi"))
+	if uefi {
+		features = append(features, UEFIModules...)
 	}
-	var features []string
-	for _, m := range wanted {
-		if ix.Has(m) {
-			features = append(features, m)
-		}
-	}
-	devs := &devices{sysfs: s.Sysfs, buses: ix.Buses()}
+	devs := &devices{sysfs: s.Sysfs, buses: ld.ix.Buses()}
+	usb := false
 	for round := 0; round < maxColdplugRounds; round++ {
-		paths, err := ix.Closure(append(ix.Match(devs.scan()), features...))
-		if err != nil {
-			return fmt.Errorf("config needs a module the image lacks: %w", err)
+		if uefi && !usb && hasUSBBus(s.Sysfs) {
+			usb = true
+			features = append(features, USBDiskModules...)
 		}
-		fresh := 0
-		for _, p := range paths {
-			if done[p] {
-				continue
-			}
-			done[p] = true
-			fresh++
-			name := strings.ReplaceAll(strings.TrimSuffix(path.Base(p), ".ko"), "-", "_")
-			switch err := loadModule(p); {
-			case err == nil, errors.Is(err, unix.EEXIST):
-				rep.Loaded = append(rep.Loaded, name)
-			case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EIO):
-				rep.Absent[name] = err.Error()
-			default:
-				return fmt.Errorf("load %s: %w", p, err)
-			}
+		fresh, err := ld.Load(append(ld.ix.Match(devs.scan()), features...)...)
+		if err != nil {
+			return err
 		}
 		if fresh == 0 {
 			break
 		}
 	}
-	s.Host.Modules = rep
+	s.Host.Modules = ld.Report
 	return nil
+}
+
+// hasUSBBus reports whether a USB host controller's root hub is registered.
+func hasUSBBus(sysfs string) bool {
+	ents, _ := os.ReadDir(filepath.Join(sysfs, "bus/usb/devices"))
+	return len(ents) > 0
+}
+
+// ModuleLoader loads modules from the image's allow-list by name, with their
+// dependencies first, each once; Report says what it did.
+type ModuleLoader struct {
+	ix     *kernel.Index
+	done   map[string]bool
+	Report ModuleReport
+}
+
+// NewModuleLoader reads the builder's index in dir.
+func NewModuleLoader(dir string) (*ModuleLoader, error) {
+	ix, err := kernel.ReadIndex(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &ModuleLoader{ix: ix, done: map[string]bool{}, Report: ModuleReport{Absent: map[string]string{}}}, nil
+}
+
+// Load loads the named modules (those the index lacks are built into the
+// kernel) and their dependencies, and gives how many it had not loaded
+// before. A module the kernel refuses because its hardware is missing is
+// recorded in Report.Absent; any other failure is an error.
+func (l *ModuleLoader) Load(names ...string) (fresh int, err error) {
+	var known []string
+	for _, n := range names {
+		if l.ix.Has(n) {
+			known = append(known, n)
+		}
+	}
+	paths, err := l.ix.Closure(known)
+	if err != nil {
+		return 0, fmt.Errorf("config needs a module the image lacks: %w", err)
+	}
+	for _, p := range paths {
+		if l.done[p] {
+			continue
+		}
+		l.done[p] = true
+		fresh++
+		name := strings.ReplaceAll(strings.TrimSuffix(path.Base(p), ".ko"), "-", "_")
+		switch err := loadModule(p); {
+		case err == nil, errors.Is(err, unix.EEXIST):
+			l.Report.Loaded = append(l.Report.Loaded, name)
+		case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EIO):
+			l.Report.Absent[name] = err.Error()
+		default:
+			return fresh, fmt.Errorf("load %s: %w", p, err)
+		}
+	}
+	return fresh, nil
 }
 
 // devices reads the modaliases of a machine's devices from sysfs, remembering
@@ -325,6 +368,27 @@ func (s Ready) Run() error {
 	return nil
 }
 
+// moduleDir is where the image carries the module index.
+var moduleDir = "/" + path.Dir(kernel.LoadListPath)
+
+// LoadModules loads more modules from the index in dir after the modules
+// step (before DisableModules) and adds them to the host's report.
+func (h *Host) LoadModules(dir string, names ...string) error {
+	ld, err := NewModuleLoader(dir)
+	if err != nil {
+		return err
+	}
+	if _, err := ld.Load(names...); err != nil {
+		return err
+	}
+	for _, m := range ld.Report.Loaded {
+		if !slices.Contains(h.Modules.Loaded, m) {
+			h.Modules.Loaded = append(h.Modules.Loaded, m)
+		}
+	}
+	return nil
+}
+
 // Sequence is the boot order of this image's PID 1.
 func Sequence(h *Host, sp spawn.Spawner) []Step {
 	steps := make([]Step, 0, len(EarlyMounts)+5)
@@ -337,9 +401,9 @@ func Sequence(h *Host, sp spawn.Spawner) []Step {
 		Hostname{Host: h},
 		VerifyCmdline{Host: h},
 		ApplySysctls{Host: h, Table: HardeningSysctls},
-		Modules{Host: h, Dir: "/" + path.Dir(kernel.LoadListPath), Sysfs: "/sys"},
+		Modules{Host: h, Dir: moduleDir, Sysfs: "/sys"},
+		DataPartition{Host: h, Spawner: sp, LoadFS: func() error { return h.LoadModules(moduleDir, DataFSModule) }},
 		DisableModules{Host: h},
-		DataPartition{Host: h, Spawner: sp},
 		PowerEvents{Host: h},
 		StatusServer{Host: h},
 		Services{Host: h, Spawner: sp},
