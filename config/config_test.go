@@ -59,7 +59,7 @@ var wantModules = []string{
 	"virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "virtio_console", "virtio_rng",
 	"e1000", "e1000e", "igb", "ixgbe", "i40e", "ice", "bnxt_en", "tg3", "r8169",
 	"ahci", "nvme", "sd_mod", "usb_storage", "uas", "xhci_pci", "ehci_pci",
-	"kvm", "kvm_intel", "kvm_amd", "bridge", "8021q", "bonding", "tun", "vhost_net",
+	"kvm", "kvm_intel", "kvm_amd", "bridge", "8021q", "bonding", "tun", "vhost_net", "nf_tables",
 	"vfat", "nls_cp437", "nls_iso8859_1", "ext4", "efivarfs",
 }
 
@@ -737,8 +737,8 @@ func TestFieldErrorFormat(t *testing.T) {
 
 func TestFeatureModules(t *testing.T) {
 	c := LoadDefault()
-	if got := c.FeatureModules(); len(got) != 0 {
-		t.Errorf("default config needs %v, want no feature modules", got)
+	if got := c.FeatureModules(); len(got) != 1 || got[0] != "nf_tables" {
+		t.Errorf("default config needs %v, want only the firewall's nf_tables", got)
 	}
 	c.Networks = []Network{
 		{Name: "a", Uplinks: []Uplink{{MAC: "52:54:00:bb:00:01"}}},
@@ -746,7 +746,7 @@ func TestFeatureModules(t *testing.T) {
 	}
 	c.Guests = []Guest{{Name: "web1"}}
 	got := c.FeatureModules()
-	want := []string{"bridge", "8021q", "bonding", "tun", "vhost_net"}
+	want := []string{"nf_tables", "bridge", "8021q", "bonding", "tun", "vhost_net"}
 	if len(got) != len(want) {
 		t.Fatalf("FeatureModules = %v, want %v", got, want)
 	}

@@ -3,8 +3,10 @@ package config
 // FeatureModules are the kernel modules the config's features need whatever the
 // hardware: PID 1 loads them (with their dependencies) besides the drivers that
 // match the machine's devices, and the builder checks they are on kernel.modules.
+//
+// nf_tables is always among them: every host installs its firewall.
 func (c *Config) FeatureModules() []string {
-	var mods []string
+	mods := []string{"nf_tables"}
 	add := func(m string) {
 		for _, have := range mods {
 			if have == m {

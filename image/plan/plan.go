@@ -142,7 +142,7 @@ func checkFeatureModules(cfg *config.Config) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("kernel.modules: the config's networks and guests need %s; add them to the list", strings.Join(missing, ", "))
+		return fmt.Errorf("kernel.modules: the host's firewall and the config's networks and guests need %s; add them to the list", strings.Join(missing, ", "))
 	}
 	return nil
 }

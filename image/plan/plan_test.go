@@ -34,7 +34,7 @@ func TestFeatureModulesMustBeAllowed(t *testing.T) {
 	cfg.Networks = []config.Network{{Name: "prod", VLAN: 10, Uplinks: []config.Uplink{{MAC: "52:54:00:bb:00:01"}}}}
 	cfg.Kernel.Modules = []string{"virtio_net"}
 	_, err := New(cfg, Options{})
-	want := "kernel.modules: the config's networks and guests need bridge, 8021q; add them to the list"
+	want := "kernel.modules: the host's firewall and the config's networks and guests need nf_tables, bridge, 8021q; add them to the list"
 	if err == nil || err.Error() != want {
 		t.Errorf("New = %v, want %q", err, want)
 	}

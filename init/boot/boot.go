@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"hardvisor.dev/hardvisor/config"
+	"hardvisor.dev/hardvisor/init/network"
 	"hardvisor.dev/hardvisor/services/status"
 	"hardvisor.dev/hardvisor/services/supervise"
 )
@@ -53,6 +54,8 @@ type Host struct {
 	Supervisor *supervise.Supervisor
 	// Machine says why guests have no room here; empty when they have.
 	Machine string
+	// Network is what the network step set up.
+	Network *network.Applied
 
 	power chan PowerAction
 	mu    sync.Mutex

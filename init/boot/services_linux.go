@@ -217,6 +217,7 @@ func (h *Host) Report() status.Report {
 		r.Hostname, r.Profile = h.Config.Host.Hostname, h.Config.Profile
 	}
 	r.InitRSS, _ = selfRSS("/proc/self/status")
+	r.Network = h.networkReport()
 	if h.Supervisor != nil {
 		for _, st := range h.Supervisor.Status() {
 			s := status.Service{

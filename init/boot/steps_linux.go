@@ -267,7 +267,7 @@ func (l *ModuleLoader) Load(names ...string) (fresh int, err error) {
 		l.done[p] = true
 		fresh++
 		name := strings.ReplaceAll(strings.TrimSuffix(path.Base(p), ".ko"), "-", "_")
-		switch err := loadModule(p); {
+		switch err := loadModule(p, moduleParams[name]); {
 		case err == nil, errors.Is(err, unix.EEXIST):
 			l.Report.Loaded = append(l.Report.Loaded, name)
 		case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EIO):
@@ -337,13 +337,17 @@ func (d *devices) scan() []string {
 	return out
 }
 
-func loadModule(p string) error {
+// moduleParams are the parameters modules load with: bonding would create
+// a stray bond0 at load time; the network step makes the bonds it needs.
+var moduleParams = map[string]string{"bonding": "max_bonds=0"}
+
+func loadModule(p, params string) error {
 	f, err := os.Open(p)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return unix.FinitModule(int(f.Fd()), "", 0)
+	return unix.FinitModule(int(f.Fd()), params, 0)
 }
 
 // Ready prints the line that tells the world the host is up, with what the
@@ -403,6 +407,7 @@ func Sequence(h *Host, sp spawn.Spawner) []Step {
 		ApplySysctls{Host: h, Table: HardeningSysctls},
 		Modules{Host: h, Dir: moduleDir, Sysfs: "/sys"},
 		DataPartition{Host: h, Spawner: sp, LoadFS: func() error { return h.LoadModules(moduleDir, DataFSModule) }},
+		Network{Host: h, Sysfs: "/sys"},
 		DisableModules{Host: h},
 		PowerEvents{Host: h},
 		StatusServer{Host: h},

@@ -42,6 +42,27 @@ type Report struct {
 	// InitRSS is PID 1's resident memory in bytes (the service manager runs
 	// inside it).
 	InitRSS uint64 `json:"initRSS"`
+	// Network is the host's network layout; nil before the network step.
+	Network *Network `json:"network,omitempty"`
+}
+
+// Network is the host's network layout as PID 1 applied it.
+type Network struct {
+	// Namespace is the management namespace's path; empty without one.
+	Namespace string `json:"namespace,omitempty"`
+	// NamespaceLinks are the interfaces inside it, read when the report
+	// is made: lo and the management NIC, nothing else.
+	NamespaceLinks []string `json:"namespaceLinks,omitempty"`
+	// MgmtNIC is the management NIC; Address its address ("" while DHCP
+	// has no lease), DHCP whether it came from a DHCP server.
+	MgmtNIC string `json:"mgmtNIC,omitempty"`
+	Address string `json:"address,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	DHCP    bool   `json:"dhcp,omitempty"`
+	// Bridges are the guest trunks: "hvbr0: hvbond0 (eth1 eth2) prod/100 lab/untagged".
+	Bridges []string `json:"bridges,omitempty"`
+	// Down are the NICs kept down.
+	Down []string `json:"down,omitempty"`
 }
 
 // Gate is the health gate's verdict: every required service ready and every
@@ -176,6 +197,28 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Machine != "" {
 		fmt.Fprintf(ew, "machine: %s\n", r.Machine)
 	}
+	if n := r.Network; n != nil {
+		switch {
+		case n.MgmtNIC == "":
+			fmt.Fprintf(ew, "management: no NIC\n")
+		default:
+			how := "static"
+			if n.DHCP {
+				how = "dhcp"
+			}
+			addr := n.Address
+			if addr == "" {
+				addr = "no address yet"
+			}
+			fmt.Fprintf(ew, "management: %s %s (%s) gateway %s in %s [%s]\n", n.MgmtNIC, addr, how, orDash(n.Gateway), n.Namespace, strings.Join(n.NamespaceLinks, " "))
+		}
+		for _, b := range n.Bridges {
+			fmt.Fprintf(ew, "bridge: %s\n", b)
+		}
+		if len(n.Down) > 0 {
+			fmt.Fprintf(ew, "down: %s\n", strings.Join(n.Down, " "))
+		}
+	}
 	tw := tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tSTATE\tPID\tRESTARTS\tLAST EXIT\tMEMORY\tTASKS\tCPU\tREASON")
 	for _, s := range r.Services {
@@ -212,6 +255,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(ew, "  FAIL %s\n", b)
 	}
 	return ew.err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }

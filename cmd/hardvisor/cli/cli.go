@@ -43,6 +43,8 @@ commands:
   serve     serve the PXE bundle (default out/pxe) over HTTP for iPXE and UEFI HTTP boot
   run       boot the built artifacts in QEMU here (--media kernel|usb|iso|pxe)
   flash     write the disk image to a USB stick or disk, then verify it (flash IMAGE DEVICE)
+  pki       the installation's CA and the management API's certificates (pki init DIR, pki issue)
+  audit     check a management audit log's hash chain (audit verify FILE)
 `
 
 // Execute runs the hardvisor command line with args (without the program name).
@@ -65,6 +67,10 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return runRun(ctx, args[1:], stdout, stderr)
 	case "flash":
 		return runFlash(args[1:], stdout, stderr)
+	case "pki":
+		return runPKI(args[1:], stdout, stderr)
+	case "audit":
+		return runAudit(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
