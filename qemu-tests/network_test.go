@@ -10,29 +10,38 @@ import (
 )
 
 // networkConfig is a debug host with four NICs: the first (by PCI
-// address) manages it, statically on QEMU's user network, the second and
+// address) manages it by DHCP from QEMU's user network, the second and
 // third are the bonded uplinks of a guest network on VLAN 100 and of an
 // untagged one, and the fourth is not in the config.
 const networkConfig = `apiVersion: hardvisor.dev/v1
 version: 0.1.0-network
 profile: debug
-management: {address: 10.0.2.15/24, gateway: 10.0.2.2, dns: [10.0.2.3]}
 networks:
   - {name: prod, uplinks: [{mac: "52:54:00:12:34:57"}, {mac: "52:54:00:12:34:58"}], vlan: 100}
   - {name: lab, uplinks: [{mac: "52:54:00:12:34:57"}, {mac: "52:54:00:12:34:58"}]}
 `
 
 // TestNetwork boots a host with four NICs and checks the layout from the
-// inside: the management NIC has its address inside the mgmt namespace,
+// inside: the management NIC got its DHCP lease inside the mgmt namespace,
 // which holds it and lo only; the root namespace has the two uplinks in an
 // active-backup bond, the bond in a VLAN-filtering bridge, none of them with
 // an address or IPv6, the unmentioned NIC down and forwarding off.
 func TestNetwork(t *testing.T) {
 	dir := buildConfig(t, "network", networkConfig)
-	vm := directBoot(t, dir, func(o *qemu.Options) { o.NICs = []qemu.NIC{{}, {}, {}, {}} })
-	lease := expect(t, vm, regexp.MustCompile(`hardvisor: management: (\w+) 10\.0\.2\.15/24 in namespace mgmt`), bootTimeout)
-	expect(t, vm, readyLine("0.1.0-network"), bootTimeout)
-	expect(t, vm, regexp.MustCompile(`hardvisor: debug shell on /dev/ttyS0`), bootTimeout)
+	// The DHCP transaction ID needs the kernel's random pool, which TCG's
+	// CPU (no RDRAND) fills only with a hardware RNG, as servers have.
+	vm := directBoot(t, dir, func(o *qemu.Options) {
+		o.NICs = []qemu.NIC{{}, {}, {}, {}}
+		o.ExtraArgs = []string{"-device", "virtio-rng-pci"}
+	})
+	lease := expect(t, vm, regexp.MustCompile(`hardvisor: management: (\w+) 10\.0\.2\.15/24 via 10\.0\.2\.2 in namespace mgmt \(DHCP from 10\.0\.2\.2\)`), bootTimeout)
+	// The lease comes in the background, before or after the ready line.
+	if !readyLine("0.1.0-network").MatchString(vm.Console()) {
+		expect(t, vm, readyLine("0.1.0-network"), bootTimeout)
+	}
+	if !strings.Contains(vm.Console(), "hardvisor: debug shell on /dev/ttyS0") {
+		expect(t, vm, regexp.MustCompile(`hardvisor: debug shell on /dev/ttyS0`), bootTimeout)
+	}
 	sh := &shell{t: t, vm: vm}
 
 	r := report(t, sh)
@@ -40,7 +49,7 @@ func TestNetwork(t *testing.T) {
 	if n == nil {
 		t.Fatal("status report has no network")
 	}
-	if n.MgmtNIC != lease[1] || n.Address != "10.0.2.15/24" || n.Gateway != "10.0.2.2" || n.DHCP {
+	if n.MgmtNIC != lease[1] || n.Address != "10.0.2.15/24" || n.Gateway != "10.0.2.2" || !n.DHCP {
 		t.Errorf("management in the report: %+v", n)
 	}
 	if !slices.Equal(n.NamespaceLinks, []string{lease[1], "lo"}) && !slices.Equal(n.NamespaceLinks, []string{"lo", lease[1]}) {

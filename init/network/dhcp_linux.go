@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // DHCPClient keeps the management NIC's lease: it asks for one until it
@@ -49,7 +51,12 @@ func (c *DHCPClient) run(client *nclient4.Client, h *netlink.Handle, nic netlink
 	defer close(c.done)
 	defer client.Close()
 	wait := time.Second
-	opts.Logf("management: DHCP client on %s started", m.NIC.Name)
+	// A DHCP transaction ID comes from getrandom, which waits until the
+	// kernel's random pool is ready: on a machine with no hardware RNG
+	// (no RDRAND, no virtio-rng) that can take minutes. Say so.
+	if _, err := unix.Getrandom(make([]byte, 1), unix.GRND_NONBLOCK); errors.Is(err, unix.EAGAIN) {
+		opts.Logf("management: DHCP on %s waits for the kernel's random pool (no hardware RNG on this machine?)", m.NIC.Name)
+	}
 	for c.ctx.Err() == nil {
 		ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 		lease, err := client.Request(ctx)
