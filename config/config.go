@@ -157,8 +157,14 @@ type NIC struct {
 type API struct {
 	// Port is the HTTPS port, 1..65535; default 8443.
 	Port int `yaml:"port"`
-	// ClientCA is the path of the CA bundle client certificates must chain to.
+	// ClientCA is the path of the CA certificate client certificates must
+	// chain to (hardvisor pki init); setting it turns the management API on.
+	// Relative paths are relative to the config file.
 	ClientCA string `yaml:"clientCA,omitempty"`
+	// ServerCert and ServerKey are the API's certificate and key (hardvisor
+	// pki issue --server); required with ClientCA. The build embeds them.
+	ServerCert string `yaml:"serverCert,omitempty"`
+	ServerKey  string `yaml:"serverKey,omitempty"`
 }
 
 // Network is a guest network: a bridge on one NIC, or on two bonded NICs,

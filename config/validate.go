@@ -212,8 +212,12 @@ func (d *decoder) checkManagement(c *Config) {
 	if m.API.Port < 1 || m.API.Port > 65535 {
 		d.errorf("management.api.port", "%d is out of range 1..65535", m.API.Port)
 	}
-	if m.API.ClientCA != "" {
-		d.checkPath("management.api.clientCA", m.API.ClientCA)
+	for _, f := range []struct{ path, v string }{
+		{"management.api.clientCA", m.API.ClientCA}, {"management.api.serverCert", m.API.ServerCert}, {"management.api.serverKey", m.API.ServerKey},
+	} {
+		if f.v != "" {
+			d.checkPath(f.path, f.v)
+		}
 	}
 	if m.Syslog != "" {
 		d.checkSyslog("management.syslog", m.Syslog)

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,6 +34,8 @@ import (
 	"hardvisor.dev/hardvisor/image/sbom"
 	"hardvisor.dev/hardvisor/image/sign"
 	"hardvisor.dev/hardvisor/image/uki"
+	"hardvisor.dev/hardvisor/services/catalog"
+	"hardvisor.dev/hardvisor/services/mgmt/pki"
 )
 
 // The artifacts a build writes to its output directory.
@@ -152,6 +155,9 @@ func Run(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := addAPIFiles(tree, cfg, filepath.Dir(opts.ConfigPath)); err != nil {
+		return nil, err
+	}
 	key, err := inputKey(bb.Key, tree, opts, pl, signer)
 	if err != nil {
 		return nil, err
@@ -223,6 +229,55 @@ func Assemble(pl *plan.Plan, bb *compile.Result, cfgYAML []byte) (*rootfs.Tree, 
 		}
 	}
 	return t, nil
+}
+
+// addAPIFiles puts the management API's CA and server certificate and key
+// (management.api.*, relative to the config file) into the image at
+// catalog.PKIDir, after checking that the key matches the certificate and
+// the certificate chains to the CA as a server certificate. The key is in
+// the image: whoever can read the boot media can impersonate the API, so the
+// media are to be kept like the key itself.
+func addAPIFiles(t *rootfs.Tree, cfg *config.Config, dir string) error {
+	api := cfg.Management.API
+	if api.ClientCA == "" {
+		return nil
+	}
+	read := func(field, p string) ([]byte, error) {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("management.api.%s: %w", field, err)
+		}
+		return b, nil
+	}
+	ca, err := read("clientCA", api.ClientCA)
+	if err != nil {
+		return err
+	}
+	cert, err := read("serverCert", api.ServerCert)
+	if err != nil {
+		return err
+	}
+	key, err := read("serverKey", api.ServerKey)
+	if err != nil {
+		return err
+	}
+	if err := pki.CheckServer(cert, key, ca); err != nil {
+		return fmt.Errorf("management.api: %w", err)
+	}
+	base := strings.TrimPrefix(catalog.PKIDir, "/")
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode fs.FileMode
+	}{{"ca.pem", ca, 0o644}, {"server.pem", cert, 0o644}, {"server-key.pem", key, 0o600}} {
+		if err := t.AddData(base+"/"+f.name, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // servicePrograms lists the programs the config's services and their exec

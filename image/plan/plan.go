@@ -16,6 +16,10 @@ import (
 // InitPackage is PID 1's Go package; its command name is what /init links to.
 const InitPackage = "hardvisor.dev/hardvisor/init/hvinit"
 
+// MgmtdPackage is the management API service, in every image whose config
+// turns the API on (management.api.clientCA).
+const MgmtdPackage = "hardvisor.dev/hardvisor/services/mgmtd"
+
 // StatusPackage prints the host's status report; the debug profile carries
 // it for the console (production has no shell to run it from).
 const StatusPackage = "hardvisor.dev/hardvisor/services/hvstatus"
@@ -101,6 +105,12 @@ func New(cfg *config.Config, opts Options) (*Plan, error) {
 		return nil, fmt.Errorf("kernel.modules: %w", err)
 	}
 	pkgs := []string{InitPackage}
+	if api := cfg.Management.API; api.ClientCA != "" {
+		if api.ServerCert == "" || api.ServerKey == "" {
+			return nil, fmt.Errorf("management.api: clientCA is set, so serverCert and serverKey are required (make them with hardvisor pki issue --server)")
+		}
+		pkgs = append(pkgs, MgmtdPackage)
+	}
 	var tags []string
 	if cfg.Profile == "debug" {
 		pkgs = append(pkgs, StatusPackage)

@@ -100,8 +100,9 @@ func machineSize(meminfo string) (cgroups.Size, error) {
 	return cgroups.Size{Memory: configSize(kb * 1024), CPUs: runtime.NumCPU()}, nil
 }
 
-// StatusServer serves the host's status report on status.Socket, for the
-// management service and for hvstatus on the debug console.
+// StatusServer serves PID 1's control socket (status.Socket): the status
+// report and the actions the management service may ask for, for it and
+// for hvstatus on the debug console.
 type StatusServer struct{ Host *Host }
 
 func (StatusServer) String() string { return "status server" }
@@ -121,7 +122,7 @@ func (s StatusServer) Run() error {
 		return err
 	}
 	go func() {
-		if err := status.Serve(l, s.Host.Report); err != nil {
+		if err := status.Serve(l, s.Host); err != nil {
 			s.Host.Logf("status server: %v", err)
 		}
 	}()
@@ -235,6 +236,54 @@ func (h *Host) Report() status.Report {
 		}
 	}
 	return r
+}
+
+// Logs gives a service's last lines, for the control socket.
+func (h *Host) Logs(service string, lines int) ([]string, error) {
+	if h.Supervisor == nil {
+		return nil, fmt.Errorf("logs %q: %w", service, status.ErrUnknownService)
+	}
+	l, err := h.Supervisor.Logs(service, lines)
+	return l, unknownService(err)
+}
+
+// Restart restarts a service, for the control socket.
+func (h *Host) Restart(service string) error {
+	if h.Supervisor == nil {
+		return fmt.Errorf("restart %q: %w", service, status.ErrUnknownService)
+	}
+	return unknownService(h.Supervisor.Restart(service))
+}
+
+// unknownService gives the supervisor's unknown-service error the status
+// package's meaning.
+func unknownService(err error) error {
+	if errors.Is(err, supervise.ErrUnknownService) {
+		return fmt.Errorf("%w: %w", err, status.ErrUnknownService)
+	}
+	return err
+}
+
+// Power asks PID 1 to go down, as the power button does, for the control socket.
+func (h *Host) Power(action string) error {
+	var a PowerAction
+	switch action {
+	case status.PowerReboot:
+		a = Reboot
+	case status.PowerPoweroff:
+		a = PowerOff
+	default:
+		return fmt.Errorf("power: unknown action %q, want %s or %s", action, status.PowerReboot, status.PowerPoweroff)
+	}
+	if h.power == nil {
+		return errors.New("power: the host is not listening for power requests yet")
+	}
+	h.Logf("%s requested on the control socket", a)
+	select {
+	case h.power <- a:
+	default: // one is on its way already
+	}
+	return nil
 }
 
 // StopServices stops every service in reverse dependency order, each with

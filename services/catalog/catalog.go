@@ -20,9 +20,41 @@ import (
 // entries come after it.
 var Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin:/bbin", "HOME=/"}
 
-// Builtin gives the services hardvisor itself runs on every host. There are
-// none yet: the management and hypervisor services join this list.
-func Builtin(*config.Config) []supervise.Spec { return nil }
+// Paths in the image of the management API service and its certificates.
+const (
+	// Mgmtd is the management API's program (a command of the busybox).
+	Mgmtd = "/bbin/mgmtd"
+	// PKIDir holds ca.pem, server.pem and server-key.pem, which the build
+	// copies from management.api.clientCA, serverCert and serverKey.
+	PKIDir = "/etc/hardvisor/pki"
+	// MgmtNetNS is the management network namespace (init/network's).
+	MgmtNetNS = "/run/netns/mgmt"
+)
+
+// Builtin gives the services hardvisor itself runs: mgmtd, the management
+// API, in the management namespace, when the config turns the API on.
+// (The hypervisor services join this list.)
+func Builtin(c *config.Config) []supervise.Spec {
+	var specs []supervise.Spec
+	if api := c.Management.API; api.ClientCA != "" {
+		argv := []string{Mgmtd, "--port", strconv.Itoa(api.Port), "--pki", PKIDir}
+		if c.Management.Syslog != "" {
+			argv = append(argv, "--syslog", c.Management.Syslog)
+		}
+		specs = append(specs, supervise.Spec{
+			Name:            "mgmtd",
+			Command:         argv,
+			Env:             Env,
+			Dir:             "/",
+			NetNS:           MgmtNetNS,
+			NoNewPrivileges: true,
+			Required:        true,
+			Ready:           &supervise.Probe{Check: supervise.TCPListen{Port: api.Port}},
+			Cgroup:          cgroups.Limits{MemoryMin: 32 * config.Mi, MemoryMax: 128 * config.Mi, PIDsMax: 256},
+		})
+	}
+	return specs
+}
 
 // Specs gives every service of c: the built-in ones, then the config's in
 // declaration order. It fails on a config the service manager cannot run,

@@ -1,8 +1,11 @@
-// Package status is the host's status report: the health gate's verdict,
-// every service with its state, restarts, last exit and cgroup usage, and the
-// applied hardening with pass or fail. PID 1 serves it as JSON on a unix
-// socket; Fetch reads it (the management service and hvstatus do), and
-// WriteText renders it for a console.
+// Package status is the host's status report and PID 1's control socket.
+// The report is the health gate's verdict, every service with its state,
+// restarts, last exit and cgroup usage, the applied hardening with pass or
+// fail, and the network layout. PID 1 serves it as JSON on a unix socket,
+// with the few actions the management service may ask for (a service's
+// logs, a restart, reboot or poweroff); Client reads and asks (the
+// management service and hvstatus use it), and WriteText renders a report
+// for a console.
 package status
 
 import (
@@ -13,16 +16,27 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 )
 
-// Socket is where PID 1 serves the report.
-const Socket = "/run/hardvisor/status.sock"
+// Socket is PID 1's control socket (root only).
+const Socket = "/run/hardvisor/control.sock"
 
 // Path is the report's URL path on the socket.
 const Path = "/v1/status"
+
+// Power actions.
+const (
+	PowerReboot   = "reboot"
+	PowerPoweroff = "poweroff"
+)
+
+// ErrUnknownService is what the socket's 404 for a service name becomes.
+var ErrUnknownService = errors.New("unknown service")
 
 // Report is the host's status.
 type Report struct {
@@ -125,57 +139,223 @@ func (c Check) String() string {
 	return fmt.Sprintf("%s: want %s, reads %s", c.Name, c.Want, c.Got)
 }
 
-// Handler serves the report that get gives at Path, as JSON.
-func Handler(get func() Report) http.Handler {
-	// No method in the pattern: the busybox build of PID 1 may compile this
-	// package with pre-1.22 ServeMux semantics, which take it literally.
-	mux := http.NewServeMux()
-	mux.HandleFunc(Path, func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(get())
-	})
-	return mux
+// Host is what PID 1 offers on its control socket.
+type Host interface {
+	// Report is the status now.
+	Report() Report
+	// Logs gives a service's last lines; an unknown name wraps ErrUnknownService.
+	Logs(service string, lines int) ([]string, error)
+	// Restart restarts a service; an unknown name wraps ErrUnknownService.
+	Restart(service string) error
+	// Power asks the host to reboot or power off.
+	Power(action string) error
 }
 
-// Serve serves the report on the listener until it fails.
-func Serve(l net.Listener, get func() Report) error {
-	srv := &http.Server{Handler: Handler(get), ReadHeaderTimeout: 5 * time.Second}
+// LogsReply is the body of a logs request.
+type LogsReply struct {
+	Service string   `json:"service"`
+	Lines   []string `json:"lines"`
+}
+
+// PowerRequest is the body of a power request.
+type PowerRequest struct {
+	Action string `json:"action"`
+}
+
+// Handler serves the control socket:
+//
+//	GET  /v1/status                     the Report
+//	GET  /v1/services/NAME/logs?lines=N  LogsReply
+//	POST /v1/services/NAME/restart       202
+//	POST /v1/power {"action": "reboot"|"poweroff"}  202
+//
+// Routing is by hand: the busybox build of PID 1 may compile this package
+// with pre-1.22 ServeMux semantics, which take method patterns literally.
+func Handler(h Host) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.Path
+		switch {
+		case path == Path:
+			if !method(w, r, http.MethodGet) {
+				return
+			}
+			reply(w, http.StatusOK, h.Report())
+		case path == "/v1/power":
+			if !method(w, r, http.MethodPost) {
+				return
+			}
+			var req PowerRequest
+			if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+				fail(w, http.StatusBadRequest, fmt.Errorf("power: %w", err))
+				return
+			}
+			if err := h.Power(req.Action); err != nil {
+				fail(w, http.StatusBadRequest, err)
+				return
+			}
+			reply(w, http.StatusAccepted, req)
+		case strings.HasPrefix(path, "/v1/services/"):
+			name, verb, _ := strings.Cut(strings.TrimPrefix(path, "/v1/services/"), "/")
+			switch verb {
+			case "logs":
+				if !method(w, r, http.MethodGet) {
+					return
+				}
+				n := 100
+				if q := r.URL.Query().Get("lines"); q != "" {
+					v, err := strconv.Atoi(q)
+					if err != nil || v < 0 {
+						fail(w, http.StatusBadRequest, fmt.Errorf("lines %q: want a number", q))
+						return
+					}
+					n = v
+				}
+				lines, err := h.Logs(name, n)
+				if err != nil {
+					fail(w, errStatus(err), err)
+					return
+				}
+				reply(w, http.StatusOK, LogsReply{Service: name, Lines: lines})
+			case "restart":
+				if !method(w, r, http.MethodPost) {
+					return
+				}
+				if err := h.Restart(name); err != nil {
+					fail(w, errStatus(err), err)
+					return
+				}
+				reply(w, http.StatusAccepted, map[string]any{"service": name, "restarted": true})
+			default:
+				fail(w, http.StatusNotFound, fmt.Errorf("no %s", path))
+			}
+		default:
+			fail(w, http.StatusNotFound, fmt.Errorf("no %s", path))
+		}
+	})
+}
+
+func method(w http.ResponseWriter, r *http.Request, m string) bool {
+	if r.Method == m || m == http.MethodGet && r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", m)
+	fail(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: method not allowed", r.Method, r.URL.Path))
+	return false
+}
+
+func errStatus(err error) int {
+	if errors.Is(err, ErrUnknownService) {
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
+}
+
+func reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func fail(w http.ResponseWriter, code int, err error) { reply(w, code, errorBody{Error: err.Error()}) }
+
+// Serve serves h on the listener until it fails.
+func Serve(l net.Listener, h Host) error {
+	srv := &http.Server{Handler: Handler(h), ReadHeaderTimeout: 5 * time.Second}
 	return srv.Serve(l)
 }
 
-// Fetch reads the report from the unix socket sock.
-func Fetch(ctx context.Context, sock string) (*Report, error) {
-	c := &http.Client{Transport: &http.Transport{
+// Client talks to PID 1's control socket.
+type Client struct {
+	// Socket is the socket's path; default Socket.
+	Socket string
+}
+
+func (c Client) do(ctx context.Context, method, path string, body, out any) error {
+	sock := c.Socket
+	if sock == "" {
+		sock = Socket
+	}
+	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)
 		},
 	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://hardvisor"+Path, nil)
-	if err != nil {
-		return nil, err
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = strings.NewReader(string(b))
 	}
-	resp, err := c.Do(req)
+	req, err := http.NewRequestWithContext(ctx, method, "http://hardvisor"+path, rd)
 	if err != nil {
-		return nil, fmt.Errorf("status from %s: %w", sock, err)
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("PID 1 at %s: %w", sock, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return nil, fmt.Errorf("status from %s: %s: %s", sock, resp.Status, strings.TrimSpace(string(b)))
+	if resp.StatusCode/100 != 2 {
+		var e errorBody
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		msg := strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		if resp.StatusCode == http.StatusNotFound && strings.Contains(msg, ErrUnknownService.Error()) {
+			return fmt.Errorf("PID 1: %s: %w", msg, ErrUnknownService)
+		}
+		return fmt.Errorf("PID 1: %s: %s", resp.Status, msg)
 	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("PID 1 at %s: %w", sock, err)
+	}
+	return nil
+}
+
+// Status reads the report.
+func (c Client) Status(ctx context.Context) (*Report, error) {
 	var r Report
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return nil, fmt.Errorf("status from %s: %w", sock, err)
+	if err := c.do(ctx, http.MethodGet, Path, nil, &r); err != nil {
+		return nil, err
 	}
 	return &r, nil
+}
+
+// Logs reads a service's last lines.
+func (c Client) Logs(ctx context.Context, service string, lines int) ([]string, error) {
+	var r LogsReply
+	if err := c.do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(service)+"/logs?lines="+strconv.Itoa(lines), nil, &r); err != nil {
+		return nil, err
+	}
+	return r.Lines, nil
+}
+
+// Restart asks PID 1 to restart a service.
+func (c Client) Restart(ctx context.Context, service string) error {
+	return c.do(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(service)+"/restart", nil, nil)
+}
+
+// Power asks PID 1 to reboot or power off.
+func (c Client) Power(ctx context.Context, action string) error {
+	return c.do(ctx, http.MethodPost, "/v1/power", PowerRequest{Action: action}, nil)
+}
+
+// Fetch reads the report from the unix socket sock.
+func Fetch(ctx context.Context, sock string) (*Report, error) {
+	return Client{Socket: sock}.Status(ctx)
 }
 
 // WriteText renders the report as a console would show it: a header, the

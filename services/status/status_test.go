@@ -2,6 +2,8 @@ package status
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"reflect"
@@ -27,23 +29,75 @@ var sample = Report{
 	InitRSS: 9 << 20,
 }
 
-// TestServeFetch serves a report on a real unix socket and reads it back.
-func TestServeFetch(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "status.sock")
+// fakeHost records what the control socket asked for.
+type fakeHost struct {
+	restarted []string
+	power     []string
+}
+
+func (f *fakeHost) Report() Report { return sample }
+func (f *fakeHost) Logs(name string, n int) ([]string, error) {
+	if name != "db" {
+		return nil, fmt.Errorf("logs %q: %w", name, ErrUnknownService)
+	}
+	return []string{"one", "two", "three"}[3-min(n, 3):], nil
+}
+func (f *fakeHost) Restart(name string) error {
+	if name != "db" {
+		return fmt.Errorf("restart %q: %w", name, ErrUnknownService)
+	}
+	f.restarted = append(f.restarted, name)
+	return nil
+}
+func (f *fakeHost) Power(action string) error {
+	if action != PowerReboot && action != PowerPoweroff {
+		return fmt.Errorf("power: unknown action %q", action)
+	}
+	f.power = append(f.power, action)
+	return nil
+}
+
+// TestControlSocket serves a fake host on a real unix socket and uses every
+// call of the client, good and bad.
+func TestControlSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "control.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	go Serve(l, func() Report { return sample })
+	h := &fakeHost{}
+	go Serve(l, h)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got, err := Fetch(ctx, sock)
+	c := Client{Socket: sock}
+	got, err := c.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(*got, sample) {
-		t.Errorf("Fetch =\n%+v\nwant\n%+v", *got, sample)
+		t.Errorf("Status =\n%+v\nwant\n%+v", *got, sample)
+	}
+	if lines, err := c.Logs(ctx, "db", 2); err != nil || !reflect.DeepEqual(lines, []string{"two", "three"}) {
+		t.Errorf("Logs = %q, %v", lines, err)
+	}
+	if err := c.Restart(ctx, "db"); err != nil || !reflect.DeepEqual(h.restarted, []string{"db"}) {
+		t.Errorf("Restart: %v, restarted %v", err, h.restarted)
+	}
+	if err := c.Restart(ctx, "nope"); !errors.Is(err, ErrUnknownService) {
+		t.Errorf("Restart of an unknown service = %v", err)
+	}
+	if _, err := c.Logs(ctx, "nope", 1); !errors.Is(err, ErrUnknownService) {
+		t.Errorf("Logs of an unknown service = %v", err)
+	}
+	if err := c.Power(ctx, PowerReboot); err != nil || !reflect.DeepEqual(h.power, []string{"reboot"}) {
+		t.Errorf("Power: %v, %v", err, h.power)
+	}
+	if err := c.Power(ctx, "explode"); err == nil || err.Error() != `PID 1: 400 Bad Request: power: unknown action "explode"` {
+		t.Errorf("Power(explode) = %v", err)
+	}
+	if err := c.do(ctx, "DELETE", Path, nil, nil); err == nil || !strings.Contains(err.Error(), "405") {
+		t.Errorf("DELETE = %v, want 405", err)
 	}
 	if _, err := Fetch(ctx, filepath.Join(t.TempDir(), "none.sock")); err == nil || !strings.Contains(err.Error(), "none.sock") {
 		t.Errorf("Fetch of a missing socket = %v, want an error naming it", err)

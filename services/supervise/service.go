@@ -22,6 +22,7 @@ type service struct {
 	logs       *ring
 	cg         Cgroup
 	done       chan struct{} // closed when run returns
+	restartReq chan struct{} // Restart's request, buffered 1
 
 	// Guarded by sup.mu.
 	st ServiceStatus
@@ -82,35 +83,67 @@ func (s *service) stopRequested() bool {
 	}
 }
 
+// run owns the service's life until the supervisor stops: it waits for the
+// dependencies, runs and restarts the service by its policy, and once the
+// service has ended for good (Exited, Failed) waits for a restart request.
 func (s *service) run() {
 	defer close(s.done)
-	if !s.waitStart() {
-		return
-	}
 	for {
-		ex, stopped := s.runOnce()
-		if stopped {
-			s.set(StateStopped, func(st *ServiceStatus) { st.Pid = 0; st.LastExit = &ex })
+		if s.waitStart() && s.runLoop() {
 			return
 		}
-		delay, restart := s.afterExit(ex)
-		if !restart {
-			return
-		}
-		t := s.sup.clock.NewTimer(delay)
 		select {
-		case <-t.C():
+		case <-s.restartReq:
+			s.failures, s.restartAt = 0, nil
+			s.sup.log.Info("service restart requested", "service", s.spec.Name)
+			s.set(StateWaiting, func(st *ServiceStatus) { st.Reason = "restart requested" })
 		case <-s.sup.stopping:
-			t.Stop()
-			s.set(StateStopped, nil)
-			return
-		}
-		if s.stopRequested() {
-			s.set(StateStopped, nil)
 			return
 		}
 	}
 }
+
+// runLoop runs the service until it ends for good (false) or the
+// supervisor stops it (true, its state set to Stopped).
+func (s *service) runLoop() (stopped bool) {
+	for {
+		ex, how := s.runOnce()
+		switch how {
+		case endStopped:
+			s.set(StateStopped, func(st *ServiceStatus) { st.Pid = 0; st.LastExit = &ex })
+			return true
+		case endRestart:
+			// Asked for: no backoff, and it does not count toward the breaker.
+			s.set(StateStarting, func(st *ServiceStatus) { st.Pid = 0; st.LastExit = &ex; st.Restarts++ })
+			continue
+		}
+		delay, restart := s.afterExit(ex)
+		if !restart {
+			return false
+		}
+		t := s.sup.clock.NewTimer(delay)
+		select {
+		case <-t.C():
+		case <-s.restartReq:
+			t.Stop()
+		case <-s.sup.stopping:
+			t.Stop()
+			s.set(StateStopped, nil)
+			return true
+		}
+		if s.stopRequested() {
+			s.set(StateStopped, nil)
+			return true
+		}
+	}
+}
+
+// How a run ended.
+const (
+	endExited  = iota // the process ended by itself
+	endStopped        // the supervisor stopped it
+	endRestart        // stopped because a restart was requested
+)
 
 // waitStart waits for the dependencies and conditions; false means the
 // service is not to start (stopping, or a required dependency failed) and
@@ -183,16 +216,20 @@ func (s *service) unmetCondition() string {
 	return ""
 }
 
-// runOnce starts the service and watches it until its process ends. stopped
-// is true when it ended because Stop asked.
-func (s *service) runOnce() (ex ExitInfo, stopped bool) {
+// runOnce starts the service and watches it until its process ends, and
+// says why it ended (endExited, endStopped, endRestart).
+func (s *service) runOnce() (ex ExitInfo, how int) {
 	sup := s.sup
+	select {
+	case <-s.restartReq: // asked before this start: this start is the restart
+	default:
+	}
 	s.set(StateStarting, func(st *ServiceStatus) { st.Pid = 0; st.Reason = "" })
 	s.lastStart = sup.clock.Now()
 	cmd, exited, err := s.spawn()
 	if err != nil {
 		sup.log.Error("service start failed", "service", s.spec.Name, "err", err)
-		return ExitInfo{Code: -1, At: sup.clock.Now(), Reason: "start: " + err.Error()}, false
+		return ExitInfo{Code: -1, At: sup.clock.Now(), Reason: "start: " + err.Error()}, endExited
 	}
 	pid := cmd.Process.Pid
 	sup.log.Info("service started", "service", s.spec.Name, "pid", pid)
@@ -230,7 +267,7 @@ func (s *service) runOnce() (ex ExitInfo, stopped bool) {
 			ex := exitInfo(e)
 			ex.Reason = reason
 			s.cleanup(pid)
-			return ex, false
+			return ex, endExited
 		case <-ready:
 			ready = nil
 			s.set(StateReady, func(st *ServiceStatus) { st.Reason = "" })
@@ -266,7 +303,14 @@ func (s *service) runOnce() (ex ExitInfo, stopped bool) {
 			e := s.terminate(pid, exited)
 			ex := exitInfo(e)
 			ex.Reason = reason
-			return ex, false
+			return ex, endExited
+		case <-s.restartReq:
+			stopHealth()
+			cancel()
+			s.set(StateStopping, func(st *ServiceStatus) { st.Reason = "restart requested" })
+			ex := exitInfo(s.terminate(pid, exited))
+			ex.Reason = "restarted on request"
+			return ex, endRestart
 		case <-sup.stopping:
 			stopHealth()
 			cancel()
@@ -274,7 +318,7 @@ func (s *service) runOnce() (ex ExitInfo, stopped bool) {
 				<-d.done
 			}
 			s.set(StateStopping, nil)
-			return exitInfo(s.terminate(pid, exited)), true
+			return exitInfo(s.terminate(pid, exited)), endStopped
 		}
 	}
 }

@@ -189,12 +189,13 @@ func (sup *Supervisor) Start(ctx context.Context) error {
 		spec := withDefaults(spec)
 		caps, _ := capSet(spec.Capabilities) // Validate checked them
 		s := &service{
-			sup:  sup,
-			spec: spec,
-			caps: caps,
-			logs: newRing(sup.opts.LogBytes),
-			done: make(chan struct{}),
-			st:   ServiceStatus{Name: spec.Name, State: StateWaiting, Since: now, Required: spec.Required},
+			sup:        sup,
+			spec:       spec,
+			caps:       caps,
+			logs:       newRing(sup.opts.LogBytes),
+			done:       make(chan struct{}),
+			restartReq: make(chan struct{}, 1),
+			st:         ServiceStatus{Name: spec.Name, State: StateWaiting, Since: now, Required: spec.Required},
 		}
 		sup.services = append(sup.services, s)
 		sup.byName[spec.Name] = s
@@ -296,6 +297,36 @@ func (sup *Supervisor) Stop(ctx context.Context) error {
 	return nil
 }
 
+// ErrUnknownService is returned for a service name the supervisor does not run.
+var ErrUnknownService = errors.New("unknown service")
+
+// Restart asks for a service to be restarted now: a running one gets its
+// StopSignal (SIGKILL after its StopTimeout) and starts again at once; one
+// waiting in backoff starts at once; one that ended for good (Exited, or
+// Failed by the breaker) starts again with its backoff and breaker reset.
+// A requested restart is not a failure: no backoff, no breaker count.
+func (sup *Supervisor) Restart(name string) error {
+	sup.mu.Lock()
+	s, started := sup.byName[name], sup.started
+	sup.mu.Unlock()
+	switch {
+	case s == nil:
+		return fmt.Errorf("restart %q: %w", name, ErrUnknownService)
+	case !started:
+		return fmt.Errorf("restart %q: supervisor not started", name)
+	}
+	select {
+	case <-sup.stopping:
+		return fmt.Errorf("restart %q: the supervisor is stopping", name)
+	default:
+	}
+	select {
+	case s.restartReq <- struct{}{}:
+	default: // one is pending already
+	}
+	return nil
+}
+
 // ServiceStatus is a service's state for the status report.
 type ServiceStatus struct {
 	// Name is the service's name.
@@ -366,7 +397,7 @@ func (sup *Supervisor) Logs(name string, n int) ([]string, error) {
 	s := sup.byName[name]
 	sup.mu.Unlock()
 	if s == nil {
-		return nil, fmt.Errorf("logs: unknown service %q", name)
+		return nil, fmt.Errorf("logs %q: %w", name, ErrUnknownService)
 	}
 	return s.logs.last(n), nil
 }

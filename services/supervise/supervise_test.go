@@ -572,8 +572,64 @@ func TestHealth(t *testing.T) {
 func TestLogsUnknown(t *testing.T) {
 	h := newHarness(t, []Spec{svc("a")}, nil)
 	h.start(t)
-	if _, err := h.sup.Logs("b", 1); err == nil || err.Error() != `logs: unknown service "b"` {
+	if _, err := h.sup.Logs("b", 1); !errors.Is(err, ErrUnknownService) || err.Error() != `logs "b": unknown service` {
 		t.Errorf("Logs = %v", err)
+	}
+	if err := h.sup.Restart("b"); !errors.Is(err, ErrUnknownService) {
+		t.Errorf("Restart = %v", err)
+	}
+}
+
+// TestRestartRequested: a running service asked to restart gets SIGTERM and
+// starts again at once (no backoff timer), counted as a restart but not as
+// a failure; one the breaker failed starts again with its breaker reset.
+func TestRestartRequested(t *testing.T) {
+	h := newHarness(t, []Spec{
+		svc("api"),
+		svc("loop", func(s *Spec) { s.Breaker = Breaker{MaxRestarts: 1, Window: time.Minute} }),
+	}, nil)
+	crash := true
+	var mu sync.Mutex
+	h.sp.onStart = func(p *fakeProc) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.name == "loop" && crash {
+			p.exitCode(1, h.clock.Now())
+		}
+	}
+	h.start(t)
+	h.rec.until(t, h.sup, "api", StateReady)
+	first := status(t, h.sup, "api").Pid
+	if err := h.sup.Restart("api"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(wait)
+	for status(t, h.sup, "api").Restarts == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	h.rec.until(t, h.sup, "api", StateReady)
+	if got := h.rec.states("api"); !slices.Equal(got, []State{StateWaiting, StateStarting, StateRunning, StateReady, StateStopping, StateStarting, StateRunning, StateReady}) {
+		t.Errorf("api states %v", got)
+	}
+	st := status(t, h.sup, "api")
+	if st.Pid == first || st.Restarts != 1 || st.LastExit == nil || st.LastExit.Reason != "restarted on request" {
+		t.Errorf("api after restart: pid %d (was %d), restarts %d, last exit %v", st.Pid, first, st.Restarts, st.LastExit)
+	}
+	if !slices.Contains(h.sp.killLog(), "api TERM") {
+		t.Errorf("kills %v, want api TERM", h.sp.killLog())
+	}
+
+	h.clock.Advance(h.clock.nextTimer(t)) // loop's one allowed restart
+	h.rec.until(t, h.sup, "loop", StateFailed)
+	mu.Lock()
+	crash = false
+	mu.Unlock()
+	if err := h.sup.Restart("loop"); err != nil {
+		t.Fatal(err)
+	}
+	h.rec.until(t, h.sup, "loop", StateReady)
+	if st := status(t, h.sup, "loop"); st.Pid == 0 || st.Reason != "" {
+		t.Errorf("loop after restart: %+v", st)
 	}
 }
 

@@ -45,6 +45,7 @@ commands:
   flash     write the disk image to a USB stick or disk, then verify it (flash IMAGE DEVICE)
   pki       the installation's CA and the management API's certificates (pki init DIR, pki issue)
   audit     check a management audit log's hash chain (audit verify FILE)
+  ctl       talk to a host's management API (status, services, logs, restart, network, audit, reboot, poweroff)
 `
 
 // Execute runs the hardvisor command line with args (without the program name).
@@ -71,6 +72,8 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return runPKI(args[1:], stdout, stderr)
 	case "audit":
 		return runAudit(args[1:], stdout, stderr)
+	case "ctl":
+		return runCtl(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -91,3 +91,24 @@ func certPool(data []byte) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// CheckServer checks a server certificate and key as the API would load
+// them: the key matches the certificate, and the certificate is valid now
+// and chains to the CA for server authentication.
+func CheckServer(certPEM, keyPEM, caPEM []byte) error {
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return fmt.Errorf("server certificate and key: %w", err)
+	}
+	cert, err := ParseCertificatePEM(certPEM)
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return fmt.Errorf("CA certificate: no PEM certificate in it")
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	return nil
+}

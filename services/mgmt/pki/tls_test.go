@@ -6,6 +6,7 @@ import (
 	"crypto/x509/pkix"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -195,6 +196,32 @@ func TestTLSConfigs(t *testing.T) {
 		if errString(serr) != tc.wantServerErr || errString(cerr) != tc.wantClientErr {
 			t.Errorf("%s: ServerTLSConfig error %q, ClientTLSConfig error %q; want %q, %q",
 				tc.name, errString(serr), errString(cerr), tc.wantServerErr, tc.wantClientErr)
+		}
+	}
+}
+
+func TestCheckServer(t *testing.T) {
+	ca, _ := newCA(t, "a")
+	other, _ := newCA(t, "b")
+	cert, key, err := ca.IssueServer("hv01", nil, []net.IP{net.IPv4(192, 0, 2, 11)}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey, _ := ca.IssueServer("hv02", nil, nil, 0)
+	client, clientKey, _ := ca.IssueClient("alice", RoleAdmin, 0)
+	for _, tt := range []struct {
+		name            string
+		cert, key, root []byte
+		want            string
+	}{
+		{"good", cert, key, ca.CertPEM, ""},
+		{"key of another certificate", cert, otherKey, ca.CertPEM, "server certificate and key: tls: private key does not match public key"},
+		{"another CA", cert, key, other.CertPEM, "server certificate: x509: certificate signed by unknown authority"},
+		{"a client certificate", client, clientKey, ca.CertPEM, "server certificate: x509: certificate specifies an incompatible key usage"},
+	} {
+		err := CheckServer(tt.cert, tt.key, tt.root)
+		if (tt.want == "") != (err == nil) || err != nil && !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("%s: CheckServer = %v, want %q", tt.name, err, tt.want)
 		}
 	}
 }

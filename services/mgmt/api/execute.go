@@ -1,0 +1,107 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"hardvisor.dev/hardvisor/config"
+	"hardvisor.dev/hardvisor/services/mgmt/audit"
+	"hardvisor.dev/hardvisor/services/mgmt/pki"
+	"hardvisor.dev/hardvisor/services/status"
+	"hardvisor.dev/hardvisor/services/supervise"
+)
+
+// VolatileAuditLog is where the audit log goes on a host without a data
+// partition: kept until the next boot only.
+const VolatileAuditLog = "/run/hardvisor/audit/audit.log"
+
+// Execute is mgmtd: it loads the API's certificates from --pki (ca.pem,
+// server.pem, server-key.pem), opens the audit log (on the data partition,
+// or VolatileAuditLog without one), forwards it to --syslog when given, and
+// serves the API with mutual TLS 1.3 on --port until ctx is done.
+func Execute(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mgmtd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	port := fs.Int("port", 8443, "HTTPS port")
+	pkiDir := fs.String("pki", "/etc/hardvisor/pki", "directory with ca.pem, server.pem and server-key.pem")
+	syslog := fs.String("syslog", "", "remote syslog for the audit log: tcp://, tls:// or udp:// URL")
+	auditPath := fs.String("audit", "", "audit log; default on the data partition, else "+VolatileAuditLog)
+	sock := fs.String("socket", status.Socket, "PID 1's control socket")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	read := func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(*pkiDir, name)) }
+	ca, err := read("ca.pem")
+	if err != nil {
+		return err
+	}
+	cert, err := read("server.pem")
+	if err != nil {
+		return err
+	}
+	key, err := read("server-key.pem")
+	if err != nil {
+		return err
+	}
+	tc, err := pki.ServerTLSConfig(cert, key, ca)
+	if err != nil {
+		return err
+	}
+	if *auditPath == "" {
+		*auditPath = filepath.Join(config.DataDir, "audit", "audit.log")
+		if ok, _ := (supervise.Mounted{Path: config.DataDir}).Met(); !ok {
+			*auditPath = VolatileAuditLog
+			log.Warn("no data partition: the audit log lasts until the next boot", "path", *auditPath)
+		}
+	}
+	var opts audit.Options
+	if *syslog != "" {
+		fw, err := audit.NewForwarder(*syslog, audit.ForwarderOptions{Logger: log})
+		if err != nil {
+			return err
+		}
+		defer fw.Close()
+		opts.Forward = fw.Forward
+	}
+	alog, err := audit.Open(*auditPath, opts)
+	if err != nil {
+		return err
+	}
+	defer alog.Close()
+	l, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(*port)))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           New(Options{Host: status.Client{Socket: *sock}, Audit: alog, Logger: log}),
+		TLSConfig:         tc,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("serving the management API", "port", *port, "audit", *auditPath)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(l, "", "") }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(shut); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}
+}
