@@ -11,7 +11,7 @@ OUT_DEBUG ?= out-debug
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
 BUILD_PKGS := linux-image-amd64 systemd-boot-efi binutils sbsigntool
-TEST_PKGS := qemu-system-x86 qemu-utils ovmf ipxe-qemu dosfstools mtools openssl
+TEST_PKGS := qemu-system-x86 qemu-utils ovmf ipxe-qemu dosfstools mtools openssl nmap iproute2
 UNIT_PKGS = $$($(GO) list ./... | grep -v /qemu-tests)
 
 .PHONY: all image image-debug test unit qemu-test bench deps test-deps bin/hardvisor clean
