@@ -4,16 +4,19 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
 	"hardvisor.dev/hardvisor/qemu-tests/qemu"
 )
 
-// attackerConfig is a production host whose second NIC (…:57) is the
-// uplink of a guest network; the test's attacker sits on that wire.
+// attackerConfig is a debug host (its shell reads the uplink's counters)
+// whose second NIC (…:57) is the uplink of a guest network; the test's
+// attacker sits on that wire.
 const attackerConfig = `apiVersion: hardvisor.dev/v1
 version: 0.1.0-attacker
+profile: debug
 networks:
   - {name: lab, uplinks: [{mac: "52:54:00:12:34:57"}]}
 `
@@ -23,7 +26,8 @@ networks:
 // namespace of this machine (the attacker's side). From there nmap finds
 // no host answering ARP on the subnet, a full TCP and UDP port scan of the
 // management address and the subnet's broadcast address finds nothing
-// open, and an all-nodes IPv6 ping gets no answer from the host.
+// open, and an all-nodes IPv6 ping gets no answer from the host; the
+// uplink's receive counter shows the probes did arrive.
 func TestGuestSideScan(t *testing.T) {
 	nmap := needTool(t, "nmap", "nmap")
 	ip := needTool(t, "ip", "iproute2")
@@ -46,6 +50,21 @@ func TestGuestSideScan(t *testing.T) {
 	dir := buildConfig(t, "attacker", attackerConfig)
 	vm := directBoot(t, dir, func(o *qemu.Options) { o.NICs = []qemu.NIC{{}, {TAP: tap}} })
 	expect(t, vm, readyLine("0.1.0-attacker"), bootTimeout)
+	expect(t, vm, regexp.MustCompile(`hardvisor: debug shell on /dev/ttyS0`), bootTimeout)
+	sh := &shell{t: t, vm: vm}
+	r := report(t, sh)
+	if r.Network == nil || len(r.Network.Bridges) != 1 {
+		t.Fatalf("network in the report: %+v", r.Network)
+	}
+	uplink := strings.Fields(r.Network.Bridges[0])[1]
+	rxPackets := func() int {
+		n, err := strconv.Atoi(strings.TrimSpace(sh.run("cat /sys/class/net/" + uplink + "/statistics/rx_packets")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := rxPackets()
 	// QEMU holds the TAP open; its other end now belongs to the attacker.
 	run(ip, "link", "set", tap, "netns", ns)
 	inNS := func(args ...string) string { return run(append([]string{ip, "netns", "exec", ns}, args...)...) }
@@ -73,6 +92,10 @@ func TestGuestSideScan(t *testing.T) {
 	v6, _ := exec.Command(ip, "netns", "exec", ns, "ping", "-6", "-c", "3", "-w", "5", "ff02::1%"+tap).CombinedOutput()
 	if n := strings.Count(string(v6), "bytes from"); n > 3 {
 		t.Errorf("IPv6 all-nodes ping got %d answers, want only the attacker's own:\n%s", n, v6)
+	}
+	// The positive control: the host's uplink received the probes.
+	if got := rxPackets() - before; got < 2*131070 {
+		t.Errorf("the uplink received %d packets during the scans, want at least the %d probes", got, 2*131070)
 	}
 	t.Logf("ARP scan:\n%s\nport scan summary: %s", arp, lastLine(scan))
 	powerDown(t, vm)
