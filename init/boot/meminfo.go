@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"hardvisor.dev/hardvisor/config"
 )
 
 // meminfoField reads a "Key:   123 kB" line of /proc/meminfo or
@@ -28,5 +26,3 @@ func meminfoField(text, key string) (uint64, error) {
 	}
 	return 0, fmt.Errorf("no %s line", key)
 }
-
-func configSize(b uint64) config.Size { return config.Size(b) }

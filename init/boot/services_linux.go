@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"hardvisor.dev/hardvisor/config"
 	"hardvisor.dev/hardvisor/services/catalog"
 	"hardvisor.dev/hardvisor/services/cgroups"
 	"hardvisor.dev/hardvisor/services/spawn"
@@ -97,7 +98,7 @@ func machineSize(meminfo string) (cgroups.Size, error) {
 	if err != nil {
 		return cgroups.Size{}, fmt.Errorf("%s: %w", meminfo, err)
 	}
-	return cgroups.Size{Memory: configSize(kb * 1024), CPUs: runtime.NumCPU()}, nil
+	return cgroups.Size{Memory: config.Size(kb * 1024), CPUs: runtime.NumCPU()}, nil
 }
 
 // StatusServer serves PID 1's control socket (status.Socket): the status

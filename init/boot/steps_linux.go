@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -219,6 +218,7 @@ func (s Modules) Run() error {
 		}
 	}
 	s.Host.Modules = ld.Report
+	s.Host.modules = ld
 	return nil
 }
 
@@ -375,21 +375,17 @@ func (s Ready) Run() error {
 // moduleDir is where the image carries the module index.
 var moduleDir = "/" + path.Dir(kernel.LoadListPath)
 
-// LoadModules loads more modules from the index in dir after the modules
-// step (before DisableModules) and adds them to the host's report.
-func (h *Host) LoadModules(dir string, names ...string) error {
-	ld, err := NewModuleLoader(dir)
-	if err != nil {
+// LoadModules loads more modules after the modules step (before
+// DisableModules), with the loader that step read the index into, and
+// updates the host's report.
+func (h *Host) LoadModules(names ...string) error {
+	if h.modules == nil {
+		return errors.New("load modules: the modules step has not run")
+	}
+	if _, err := h.modules.Load(names...); err != nil {
 		return err
 	}
-	if _, err := ld.Load(names...); err != nil {
-		return err
-	}
-	for _, m := range ld.Report.Loaded {
-		if !slices.Contains(h.Modules.Loaded, m) {
-			h.Modules.Loaded = append(h.Modules.Loaded, m)
-		}
-	}
+	h.Modules = h.modules.Report
 	return nil
 }
 
@@ -406,7 +402,7 @@ func Sequence(h *Host, sp spawn.Spawner) []Step {
 		VerifyCmdline{Host: h},
 		ApplySysctls{Host: h, Table: HardeningSysctls},
 		Modules{Host: h, Dir: moduleDir, Sysfs: "/sys"},
-		DataPartition{Host: h, Spawner: sp, LoadFS: func() error { return h.LoadModules(moduleDir, DataFSModule) }},
+		DataPartition{Host: h, Spawner: sp, LoadFS: func() error { return h.LoadModules(DataFSModule) }},
 		Network{Host: h, Sysfs: "/sys"},
 		DisableModules{Host: h},
 		PowerEvents{Host: h},

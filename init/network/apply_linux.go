@@ -1,7 +1,6 @@
 package network
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -351,8 +350,6 @@ func writeResolvConf(path string, dns []netip.Addr) error {
 	}
 	return f.Close()
 }
-
-var errNoLease = errors.New("no DHCP lease yet")
 
 // NamespaceLinks lists the interfaces in the namespace at path, sorted.
 func NamespaceLinks(path string) ([]string, error) {

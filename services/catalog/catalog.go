@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"hardvisor.dev/hardvisor/config"
+	"hardvisor.dev/hardvisor/init/network"
 	"hardvisor.dev/hardvisor/services/cgroups"
 	"hardvisor.dev/hardvisor/services/supervise"
 )
@@ -27,8 +28,6 @@ const (
 	// PKIDir holds ca.pem, server.pem and server-key.pem, which the build
 	// copies from management.api.clientCA, serverCert and serverKey.
 	PKIDir = "/etc/hardvisor/pki"
-	// MgmtNetNS is the management network namespace (init/network's).
-	MgmtNetNS = "/run/netns/mgmt"
 )
 
 // Builtin gives the services hardvisor itself runs: mgmtd, the management
@@ -46,7 +45,7 @@ func Builtin(c *config.Config) []supervise.Spec {
 			Command:         argv,
 			Env:             Env,
 			Dir:             "/",
-			NetNS:           MgmtNetNS,
+			NetNS:           network.NamespacePath,
 			NoNewPrivileges: true,
 			Required:        true,
 			Ready:           &supervise.Probe{Check: supervise.TCPListen{Port: api.Port}},

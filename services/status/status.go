@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 )
@@ -270,23 +271,30 @@ func Serve(l net.Listener, h Host) error {
 	return srv.Serve(l)
 }
 
-// Client talks to PID 1's control socket.
+// Client talks to PID 1's control socket, keeping its connection for the
+// next call; use one Client for many calls.
 type Client struct {
 	// Socket is the socket's path; default Socket.
 	Socket string
+
+	once sync.Once
+	hc   *http.Client
 }
 
-func (c Client) do(ctx context.Context, method, path string, body, out any) error {
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	sock := c.Socket
 	if sock == "" {
 		sock = Socket
 	}
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-	}}
+	c.once.Do(func() {
+		c.hc = &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", sock)
+			},
+		}}
+	})
+	hc := c.hc
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -326,7 +334,7 @@ func (c Client) do(ctx context.Context, method, path string, body, out any) erro
 }
 
 // Status reads the report.
-func (c Client) Status(ctx context.Context) (*Report, error) {
+func (c *Client) Status(ctx context.Context) (*Report, error) {
 	var r Report
 	if err := c.do(ctx, http.MethodGet, Path, nil, &r); err != nil {
 		return nil, err
@@ -335,7 +343,7 @@ func (c Client) Status(ctx context.Context) (*Report, error) {
 }
 
 // Logs reads a service's last lines.
-func (c Client) Logs(ctx context.Context, service string, lines int) ([]string, error) {
+func (c *Client) Logs(ctx context.Context, service string, lines int) ([]string, error) {
 	var r LogsReply
 	if err := c.do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(service)+"/logs?lines="+strconv.Itoa(lines), nil, &r); err != nil {
 		return nil, err
@@ -344,18 +352,18 @@ func (c Client) Logs(ctx context.Context, service string, lines int) ([]string, 
 }
 
 // Restart asks PID 1 to restart a service.
-func (c Client) Restart(ctx context.Context, service string) error {
+func (c *Client) Restart(ctx context.Context, service string) error {
 	return c.do(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(service)+"/restart", nil, nil)
 }
 
 // Power asks PID 1 to reboot or power off.
-func (c Client) Power(ctx context.Context, action string) error {
+func (c *Client) Power(ctx context.Context, action string) error {
 	return c.do(ctx, http.MethodPost, "/v1/power", PowerRequest{Action: action}, nil)
 }
 
 // Fetch reads the report from the unix socket sock.
 func Fetch(ctx context.Context, sock string) (*Report, error) {
-	return Client{Socket: sock}.Status(ctx)
+	return (&Client{Socket: sock}).Status(ctx)
 }
 
 // WriteText renders the report as a console would show it: a header, the

@@ -70,7 +70,7 @@ func TestControlSocket(t *testing.T) {
 	go Serve(l, h)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c := Client{Socket: sock}
+	c := &Client{Socket: sock}
 	got, err := c.Status(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -57,7 +57,7 @@ import (
 )
 
 // Host is what the API acts on: PID 1, reached through its control socket
-// (status.Client is one).
+// (*status.Client is one).
 type Host interface {
 	// Status is the host's status report.
 	Status(ctx context.Context) (*status.Report, error)
@@ -71,7 +71,7 @@ type Host interface {
 
 // ErrUnknownService is what a Host's error wraps when it has no service of
 // the name asked for; the API answers it with 404. It is the control
-// socket's error, so status.Client needs no translation.
+// socket's error, so *status.Client needs no translation.
 var ErrUnknownService = status.ErrUnknownService
 
 // Options configure the handler.

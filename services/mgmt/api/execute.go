@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"hardvisor.dev/hardvisor/config"
+	"hardvisor.dev/hardvisor/services/catalog"
 	"hardvisor.dev/hardvisor/services/mgmt/audit"
 	"hardvisor.dev/hardvisor/services/mgmt/pki"
 	"hardvisor.dev/hardvisor/services/status"
@@ -33,7 +34,7 @@ func Execute(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mgmtd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	port := fs.Int("port", 8443, "HTTPS port")
-	pkiDir := fs.String("pki", "/etc/hardvisor/pki", "directory with ca.pem, server.pem and server-key.pem")
+	pkiDir := fs.String("pki", catalog.PKIDir, "directory with ca.pem, server.pem and server-key.pem")
 	syslog := fs.String("syslog", "", "remote syslog for the audit log: tcp://, tls:// or udp:// URL")
 	auditPath := fs.String("audit", "", "audit log; default on the data partition, else "+VolatileAuditLog)
 	sock := fs.String("socket", status.Socket, "PID 1's control socket")
@@ -84,7 +85,7 @@ func Execute(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           New(Options{Host: status.Client{Socket: *sock}, Audit: alog, Logger: log}),
+		Handler:           New(Options{Host: &status.Client{Socket: *sock}, Audit: alog, Logger: log}),
 		TLSConfig:         tc,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
