@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"hardvisor.dev/hardvisor/qemu-tests/qemu"
+	"hardvisor.dev/hardvisor/services/catalog"
 	"hardvisor.dev/hardvisor/services/mgmt/audit"
 	"hardvisor.dev/hardvisor/services/mgmt/pki"
 	"hardvisor.dev/hardvisor/services/status"
@@ -104,6 +106,16 @@ services:
 	if err != nil || code != 200 || json.Unmarshal(body, &r) != nil || r.Version != "0.1.0-mgmt" || !r.Gate.Ready {
 		t.Fatalf("admin GET /v1/status: %d %v\n%s", code, err, body)
 	}
+	// mgmtd answers as an unprivileged user with no capabilities: it read
+	// its key through its group, reached PID 1 through the control group,
+	// and writes the audit log in the directory it was given.
+	i := slices.IndexFunc(r.Services, func(s status.Service) bool { return s.Name == "mgmtd" })
+	if i < 0 {
+		t.Fatalf("no mgmtd in the report: %+v", r.Services)
+	}
+	if m := r.Services[i]; m.UID == nil || *m.UID != catalog.MgmtdUID || m.CapEff != "0000000000000000" {
+		t.Errorf("mgmtd runs as uid %s with capabilities %q, want %d and none", m.User(), m.CapEff, catalog.MgmtdUID)
+	}
 	if code, body, err := call(&viewer, "POST", "/v1/services/steady/restart", ""); err != nil || code != 403 {
 		t.Errorf("viewer restart: %d %v %s, want 403", code, err, body)
 	}
@@ -137,7 +149,7 @@ services:
 	// The log on the host, through the debug shell: intact, and an edit
 	// of one record is found.
 	sh := &shell{t: t, vm: vm}
-	logText := sh.run("cat /run/hardvisor/audit/audit.log")
+	logText := sh.run("cat " + catalog.AuditDir + "/audit.log")
 	if _, err := audit.Verify(strings.NewReader(logText)); err != nil {
 		t.Errorf("audit log on the host does not verify: %v\n%s", err, logText)
 	}

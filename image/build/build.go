@@ -267,13 +267,15 @@ func addAPIFiles(t *rootfs.Tree, cfg *config.Config, dir string) error {
 	if err := pki.CheckServer(cert, key, ca); err != nil {
 		return fmt.Errorf("management.api: %w", err)
 	}
+	// The key is root's and readable by mgmtd's group alone.
 	base := strings.TrimPrefix(catalog.PKIDir, "/")
 	for _, f := range []struct {
 		name string
 		data []byte
 		mode fs.FileMode
-	}{{"ca.pem", ca, 0o644}, {"server.pem", cert, 0o644}, {"server-key.pem", key, 0o600}} {
-		if err := t.AddData(base+"/"+f.name, f.data, f.mode); err != nil {
+		gid  uint32
+	}{{"ca.pem", ca, 0o644, 0}, {"server.pem", cert, 0o644, 0}, {"server-key.pem", key, 0o440, catalog.MgmtdGID}} {
+		if err := t.Add(rootfs.Entry{Path: base + "/" + f.name, Kind: rootfs.File, Mode: f.mode, Data: f.data, GID: f.gid}); err != nil {
 			return err
 		}
 	}

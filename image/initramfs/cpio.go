@@ -19,8 +19,9 @@ const (
 	modeChr  = 0o020000
 )
 
-// WriteCPIO writes every entry of t as a newc archive to w. All entries are
-// owned by root and carry mtime; nothing of the build host leaks in.
+// WriteCPIO writes every entry of t as a newc archive to w. Entries are
+// owned by their UID and GID (root unless the tree says otherwise) and carry
+// mtime; nothing of the build host leaks in.
 func WriteCPIO(w io.Writer, t *rootfs.Tree, mtime int64) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	cw := &cpioWriter{w: bw, mtime: mtime}
@@ -40,10 +41,13 @@ type cpioWriter struct {
 	mtime int64
 	ino   uint32
 	off   int64
+	// uid and gid own the record being written.
+	uid, gid uint32
 }
 
 func (c *cpioWriter) entry(e rootfs.Entry) error {
 	mode := uint32(e.Mode.Perm())
+	c.uid, c.gid = e.UID, e.GID
 	switch e.Kind {
 	case rootfs.Dir:
 		return c.record(e.Path, modeDir|mode, nil, 0, 0, 2)
@@ -72,11 +76,12 @@ func (c *cpioWriter) record(name string, mode uint32, data []byte, rmaj, rmin, n
 		ino = 0
 	}
 	mtime := c.mtime
+	uid, gid := c.uid, c.gid
 	if name == "TRAILER!!!" {
-		mtime = 0
+		mtime, uid, gid = 0, 0, 0
 	}
 	hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		ino, mode, 0, 0, nlink, uint32(mtime), len(data), 0, 0, rmaj, rmin, len(name)+1, 0)
+		ino, mode, uid, gid, nlink, uint32(mtime), len(data), 0, 0, rmaj, rmin, len(name)+1, 0)
 	if err := c.write([]byte(hdr)); err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ func sampleTree(t *testing.T) *rootfs.Tree {
 		tr.AddData("etc/os-release", []byte("ID=hardvisor\n"), 0o644),
 		tr.AddCharDev("dev/console", 0o600, 5, 1),
 		tr.AddDir("proc", 0o555),
+		tr.Add(rootfs.Entry{Path: "etc/key.pem", Kind: rootfs.File, Mode: 0o440, Data: []byte("k\n"), GID: 900}),
 	} {
 		if err != nil {
 			t.Fatal(err)
@@ -35,7 +36,8 @@ func sampleTree(t *testing.T) *rootfs.Tree {
 }
 
 // TestWriteCPIOReadsBack checks the archive with u-root's independent cpio reader:
-// every entry, in sorted order, with implied parents, root-owned, at the epoch.
+// every entry, in sorted order, with implied parents, root-owned unless the
+// tree names an owner, at the epoch.
 func TestWriteCPIOReadsBack(t *testing.T) {
 	var buf bytes.Buffer
 	if err := WriteCPIO(&buf, sampleTree(t), 1700000000); err != nil {
@@ -62,9 +64,10 @@ func TestWriteCPIOReadsBack(t *testing.T) {
 		{"dev", 0o40755, "", 0, 0, 0, 0, 1700000000, 3},
 		{"dev/console", 0o20600, "", 5, 1, 0, 0, 1700000000, 4},
 		{"etc", 0o40755, "", 0, 0, 0, 0, 1700000000, 5},
-		{"etc/os-release", 0o100644, "ID=hardvisor\n", 0, 0, 0, 0, 1700000000, 6},
-		{"init", 0o120777, "bbin/bb", 0, 0, 0, 0, 1700000000, 7},
-		{"proc", 0o40555, "", 0, 0, 0, 0, 1700000000, 8},
+		{"etc/key.pem", 0o100440, "k\n", 0, 0, 0, 900, 1700000000, 6},
+		{"etc/os-release", 0o100644, "ID=hardvisor\n", 0, 0, 0, 0, 1700000000, 7},
+		{"init", 0o120777, "bbin/bb", 0, 0, 0, 0, 1700000000, 8},
+		{"proc", 0o40555, "", 0, 0, 0, 0, 1700000000, 9},
 	}
 	if len(recs) != len(want) {
 		t.Fatalf("got %d records, want %d: %v", len(recs), len(want), recs)

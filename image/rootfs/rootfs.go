@@ -53,6 +53,8 @@ type Entry struct {
 	Target string
 	// Major and Minor are a CharDev's device numbers.
 	Major, Minor uint32
+	// UID and GID own the entry; root's (0) unless set.
+	UID, GID uint32
 }
 
 // Tree is a set of entries with unique paths. The zero value is not usable; call New.
@@ -126,7 +128,8 @@ func (t *Tree) add(e Entry) error {
 
 func same(a, b Entry) bool {
 	return a.Kind == b.Kind && a.Mode == b.Mode && a.Source == b.Source &&
-		a.Target == b.Target && a.Major == b.Major && a.Minor == b.Minor && bytes.Equal(a.Data, b.Data)
+		a.Target == b.Target && a.Major == b.Major && a.Minor == b.Minor && a.UID == b.UID && a.GID == b.GID &&
+		bytes.Equal(a.Data, b.Data)
 }
 
 func describe(e Entry) string {

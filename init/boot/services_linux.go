@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,9 +109,14 @@ type StatusServer struct{ Host *Host }
 
 func (StatusServer) String() string { return "status server" }
 
-// Run listens on the socket (root only) and serves in the background.
+// Run listens on the socket, for root and catalog.ControlGID only, and
+// serves in the background.
 func (s StatusServer) Run() error {
-	if err := os.MkdirAll(filepath.Dir(status.Socket), 0o700); err != nil {
+	dir := filepath.Dir(status.Socket)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	if err := restrict(dir, 0o750); err != nil {
 		return err
 	}
 	_ = os.Remove(status.Socket)
@@ -118,7 +124,7 @@ func (s StatusServer) Run() error {
 	if err != nil {
 		return err
 	}
-	if err := os.Chmod(status.Socket, 0o600); err != nil {
+	if err := restrict(status.Socket, 0o660); err != nil {
 		l.Close()
 		return err
 	}
@@ -128,6 +134,14 @@ func (s StatusServer) Run() error {
 		}
 	}()
 	return nil
+}
+
+// restrict gives p to root and catalog.ControlGID with mode.
+func restrict(p string, mode os.FileMode) error {
+	if err := os.Chown(p, 0, catalog.ControlGID); err != nil {
+		return err
+	}
+	return os.Chmod(p, mode)
 }
 
 // Optional: the host runs without its report, which only observers miss.
@@ -230,6 +244,9 @@ func (h *Host) Report() status.Report {
 			if st.LastExit != nil {
 				s.LastExit = st.LastExit.String()
 			}
+			if st.Pid > 0 {
+				s.UID, s.CapEff = procIdentity(st.Pid)
+			}
 			if !st.Health.OK && !st.Health.Checked.IsZero() {
 				s.Health = st.Health.Err
 			}
@@ -237,6 +254,29 @@ func (h *Host) Report() status.Report {
 		}
 	}
 	return r
+}
+
+// procIdentity reads a process's real user ID and effective capabilities
+// from /proc/PID/status: what the service really runs with, not what its
+// spec asked for. Nothing is returned for a process that is gone.
+func procIdentity(pid int) (uid *int, capEff string) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		f := strings.Fields(v)
+		switch {
+		case k == "Uid" && len(f) > 0:
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				uid = &n
+			}
+		case k == "CapEff" && len(f) == 1:
+			capEff = f[0]
+		}
+	}
+	return uid, capEff
 }
 
 // Logs gives a service's last lines, for the control socket.

@@ -28,10 +28,25 @@ const (
 	// PKIDir holds ca.pem, server.pem and server-key.pem, which the build
 	// copies from management.api.clientCA, serverCert and serverKey.
 	PKIDir = "/etc/hardvisor/pki"
+	// AuditDir holds mgmtd's audit log, on the data partition; without one
+	// it is in the image's memory and lasts until the next boot.
+	AuditDir = config.DataDir + "/audit"
+)
+
+// Identities of the built-in services: none runs as root.
+const (
+	// MgmtdUID and MgmtdGID are mgmtd's user and group; the group may read
+	// the API's server key.
+	MgmtdUID, MgmtdGID = 900, 900
+	// ControlGID is the group that may use PID 1's control socket (mgmtd
+	// holds it as a supplementary group; root always may).
+	ControlGID = 901
 )
 
 // Builtin gives the services hardvisor itself runs: mgmtd, the management
-// API, in the management namespace, when the config turns the API on.
+// API, in the management namespace, when the config turns the API on. It
+// runs as MgmtdUID with no capabilities (CAP_NET_BIND_SERVICE alone for a
+// port below 1024), owns AuditDir, and reaches PID 1 through ControlGID.
 // (The hypervisor services join this list.)
 func Builtin(c *config.Config) []supervise.Spec {
 	var specs []supervise.Spec
@@ -40,12 +55,19 @@ func Builtin(c *config.Config) []supervise.Spec {
 		if c.Management.Syslog != "" {
 			argv = append(argv, "--syslog", c.Management.Syslog)
 		}
+		caps := []string{}
+		if api.Port < 1024 {
+			caps = append(caps, "CAP_NET_BIND_SERVICE")
+		}
 		specs = append(specs, supervise.Spec{
 			Name:            "mgmtd",
 			Command:         argv,
 			Env:             Env,
 			Dir:             "/",
 			NetNS:           network.NamespacePath,
+			User:            &supervise.User{UID: MgmtdUID, GID: MgmtdGID, Groups: []uint32{ControlGID}},
+			Capabilities:    caps,
+			StateDirs:       []string{AuditDir},
 			NoNewPrivileges: true,
 			Required:        true,
 			Ready:           &supervise.Probe{Check: supervise.TCPListen{Port: api.Port}},

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +100,40 @@ func TestCheck(t *testing.T) {
 	}
 	if specs, err := Check(parse(t, "services:\n  - {name: a, command: [/a]}\n  - {name: b, command: [/b], requires: [a]}\n")); err != nil || len(specs) != 2 {
 		t.Errorf("Check of a good list = %d specs, %v", len(specs), err)
+	}
+}
+
+// TestBuiltinMgmtd: the API turned on gives mgmtd in the management
+// namespace, unprivileged, owning its audit directory; a port below 1024
+// keeps it exactly CAP_NET_BIND_SERVICE.
+func TestBuiltinMgmtd(t *testing.T) {
+	api := func(port int) string {
+		return "management:\n  api: {port: " + strconv.Itoa(port) + ", clientCA: ca.pem, serverCert: s.pem, serverKey: s-key.pem}\n"
+	}
+	if got := Builtin(parse(t, "")); len(got) != 0 {
+		t.Errorf("no API configured: built-in services %v", got)
+	}
+	for _, tc := range []struct {
+		port int
+		caps []string
+	}{{8443, []string{}}, {443, []string{"CAP_NET_BIND_SERVICE"}}} {
+		got := Builtin(parse(t, api(tc.port)))
+		want := []supervise.Spec{{
+			Name:            "mgmtd",
+			Command:         []string{Mgmtd, "--port", strconv.Itoa(tc.port), "--pki", PKIDir},
+			Env:             Env,
+			Dir:             "/",
+			NetNS:           "/run/netns/mgmt",
+			User:            &supervise.User{UID: 900, GID: 900, Groups: []uint32{901}},
+			Capabilities:    tc.caps,
+			StateDirs:       []string{"/var/lib/hardvisor/audit"},
+			NoNewPrivileges: true,
+			Required:        true,
+			Ready:           &supervise.Probe{Check: supervise.TCPListen{Port: tc.port}},
+			Cgroup:          cgroups.Limits{MemoryMin: 32 << 20, MemoryMax: 128 << 20, PIDsMax: 256},
+		}}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("port %d:\n got %+v\nwant %+v", tc.port, got, want)
+		}
 	}
 }

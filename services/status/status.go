@@ -114,6 +114,19 @@ type Service struct {
 	Memory uint64        `json:"memory"`
 	PIDs   uint64        `json:"pids"`
 	CPU    time.Duration `json:"cpu"`
+	// UID is the running process's user ID and CapEff its effective
+	// capabilities (hex, as /proc/PID/status shows them); unset when it is
+	// not running.
+	UID    *int   `json:"uid,omitempty"`
+	CapEff string `json:"capEff,omitempty"`
+}
+
+// User renders UID for a table: the number, or "-" when not running.
+func (s Service) User() string {
+	if s.UID == nil {
+		return "-"
+	}
+	return fmt.Sprint(*s.UID)
 }
 
 // Check is the outcome of one hardening setting, applied and verified.
@@ -408,7 +421,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	tw := tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tSTATE\tPID\tRESTARTS\tLAST EXIT\tMEMORY\tTASKS\tCPU\tREASON")
+	fmt.Fprintln(tw, "SERVICE\tSTATE\tPID\tUSER\tRESTARTS\tLAST EXIT\tMEMORY\tTASKS\tCPU\tREASON")
 	for _, s := range r.Services {
 		pid := "-"
 		if s.Pid > 0 {
@@ -422,7 +435,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		if s.Health != "" {
 			reason = strings.TrimSpace(reason + " health: " + s.Health)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.State, pid, s.Restarts, last, mib(s.Memory), s.PIDs,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.State, pid, s.User(), s.Restarts, last, mib(s.Memory), s.PIDs,
 			s.CPU.Round(time.Millisecond), reason)
 	}
 	tw.Flush()

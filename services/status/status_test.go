@@ -17,7 +17,7 @@ var sample = Report{
 	Gate: Gate{Decided: true, Ready: false, At: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
 		Failing: []string{"stuck: Running (not ready: no /run/godot)\n    waiting for godot", "hardening: kernel.sysrq: want 0, reads 1"}},
 	Services: []Service{
-		{Name: "db", State: "Ready", Pid: 120, Required: true, Memory: 3 << 20, PIDs: 1, CPU: 1500 * time.Millisecond},
+		{Name: "db", State: "Ready", Pid: 120, UID: new(900), CapEff: "0000000000000000", Required: true, Memory: 3 << 20, PIDs: 1, CPU: 1500 * time.Millisecond},
 		{Name: "crashy", State: "Failed", Restarts: 4, LastExit: "killed by signal 11 (SIGSEGV)", Reason: "crash loop: 4 restarts within 2m0s"},
 	},
 	Hardening: []Check{
@@ -115,9 +115,9 @@ gate: not ready
       waiting for godot
   hardening: kernel.sysrq: want 0, reads 1
 machine: machine memory: host 512Mi minus reserve 1Gi leaves nothing for guests
-SERVICE  STATE   PID  RESTARTS  LAST EXIT                      MEMORY  TASKS  CPU   REASON
-db       Ready   120  0         -                              3.0MiB  1      1.5s  
-crashy   Failed  -    4         killed by signal 11 (SIGSEGV)  0.0MiB  0      0s    crash loop: 4 restarts within 2m0s
+SERVICE  STATE   PID  USER  RESTARTS  LAST EXIT                      MEMORY  TASKS  CPU   REASON
+db       Ready   120  900   0         -                              3.0MiB  1      1.5s  
+crashy   Failed  -    -     4         killed by signal 11 (SIGSEGV)  0.0MiB  0      0s    crash loop: 4 restarts within 2m0s
 hardening: 1 passed, 1 failed, 1 not in this kernel
   FAIL kernel.sysrq: want 0, reads 1
 `

@@ -3,13 +3,14 @@ package supervise
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 )
 
 // Validate checks a set of service specs: names unique and non-empty, a
 // command each, dependencies that exist and form no cycle, capabilities
-// known. It reports every problem at once, naming the services, and is what
+// known, state directories absolute. It reports every problem at once, naming the services, and is what
 // the builder runs to refuse a bad config before it reaches a host.
 func Validate(specs []Spec) error {
 	var errs []error
@@ -40,6 +41,11 @@ func Validate(specs []Spec) error {
 				errs = append(errs, fmt.Errorf("service %q: depends on unknown service %q", s.Name, d))
 			} else if d == s.Name {
 				errs = append(errs, fmt.Errorf("service %q: depends on itself", s.Name))
+			}
+		}
+		for _, d := range s.StateDirs {
+			if !filepath.IsAbs(d) || filepath.Clean(d) != d || d == "/" {
+				errs = append(errs, fmt.Errorf("service %q: state directory %q: want a clean absolute path below /", s.Name, d))
 			}
 		}
 		if _, err := capSet(s.Capabilities); err != nil {

@@ -255,3 +255,64 @@ func TestExecCheck(t *testing.T) {
 		t.Errorf("sleep: %v", err)
 	}
 }
+
+// TestRealStateDirs: a service running as nobody writes to the state
+// directory the supervisor made for it (and to nothing else under the same
+// parent); a symlink in its place is refused, not followed.
+func TestRealStateDirs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: chown and setuid")
+	}
+	parent := t.TempDir()
+	for _, d := range []string{filepath.Dir(parent), parent} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := filepath.Join(parent, "state", "audit")
+	sup, rec := realRun(t, []Spec{{
+		Name:      "writer",
+		Command:   []string{"/bin/sh", "-c", "echo ok > " + state + "/f && echo made; echo x > " + parent + "/g || echo parent refused"},
+		User:      &User{UID: 65534, GID: 65534},
+		StateDirs: []string{state},
+		Restart:   Never,
+	}}, nil)
+	rec.until(t, sup, "writer", StateExited)
+	var got string
+	for deadline := time.Now().Add(wait); !strings.Contains(got, "refused") && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		lines, _ := sup.Logs("writer", 0)
+		got = strings.Join(lines, "\n")
+	}
+	if !strings.HasPrefix(got, "made\n") {
+		t.Errorf("service output %q: it could not write its state directory", got)
+	}
+	if !strings.HasSuffix(got, "parent refused") {
+		t.Errorf("service output %q: it could write outside its state directory", got)
+	}
+	fi, err := os.Stat(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 || st.Gid != 65534 || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state directory owned %d:%d mode %v, want 65534:65534 0700", st.Uid, st.Gid, fi.Mode().Perm())
+	}
+
+	// A symlink where the state directory should be.
+	target := t.TempDir()
+	link := filepath.Join(parent, "planted")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	sup2, rec2 := realRun(t, []Spec{{
+		Name: "planted", Command: []string{"/bin/true"}, User: &User{UID: 65534, GID: 65534},
+		StateDirs: []string{link}, Restart: Never,
+	}}, nil)
+	rec2.until(t, sup2, "planted", StateExited)
+	st := sup2.Status()[0]
+	if st.LastExit == nil || !strings.Contains(st.LastExit.Reason, "not a directory") {
+		t.Errorf("planted symlink: last exit %+v, want a refused start", st.LastExit)
+	}
+	if fi, _ := os.Stat(target); fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("the symlink's target was chowned")
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -325,6 +327,9 @@ func (s *service) runOnce() (ex ExitInfo, how int) {
 
 // spawn builds the command, with its output piped into the log, and starts it.
 func (s *service) spawn() (*exec.Cmd, <-chan Exit, error) {
+	if err := s.prepareStateDirs(); err != nil {
+		return nil, nil, err
+	}
 	cmd := exec.Command(s.spec.Command[0], s.spec.Command[1:]...)
 	cmd.Env = s.spec.Env
 	cmd.Dir = s.spec.Dir
@@ -355,6 +360,37 @@ func (s *service) spawn() (*exec.Cmd, <-chan Exit, error) {
 		r.Close()
 	}()
 	return cmd, exited, nil
+}
+
+// prepareStateDirs creates the spec's state directories that are missing
+// and hands each to the service's user, mode 0700. A directory that is a
+// symlink is refused: the service could have planted it to have PID 1
+// chown something else.
+func (s *service) prepareStateDirs() error {
+	for _, d := range s.spec.StateDirs {
+		if err := os.MkdirAll(filepath.Dir(d), 0o755); err != nil {
+			return fmt.Errorf("state directory: %w", err)
+		}
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("state directory: %w", err)
+		}
+		fi, err := os.Lstat(d)
+		if err != nil {
+			return fmt.Errorf("state directory: %w", err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("state directory %s: not a directory (%s)", d, fi.Mode().Type())
+		}
+		if u := s.spec.User; u != nil {
+			if err := os.Lchown(d, int(u.UID), int(u.GID)); err != nil {
+				return fmt.Errorf("state directory: %w", err)
+			}
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return fmt.Errorf("state directory: %w", err)
+		}
+	}
+	return nil
 }
 
 // terminate stops a running process group: StopSignal, then SIGKILL after

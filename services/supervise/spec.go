@@ -52,6 +52,11 @@ type Spec struct {
 	// NoNewPrivileges sets no_new_privs: exec of a setuid binary or one with
 	// file capabilities gains nothing.
 	NoNewPrivileges bool
+	// StateDirs are directories (absolute paths) the service writes its
+	// state to. Before each start the supervisor creates any that is
+	// missing and gives it to User with mode 0700, so a service without
+	// root can own its state and nothing else.
+	StateDirs []string
 	// NetNS is the path of a network namespace (/run/netns/mgmt) the service
 	// runs in; empty is the supervisor's.
 	NetNS string

@@ -193,6 +193,9 @@ func TestValidate(t *testing.T) {
 			"service \"a\": declared twice\nservice \"c\": no command"},
 		{"caps", []Spec{svc("a", func(s *Spec) { s.Capabilities = []string{"CAP_NET_ADMIN", "cap_flying"} })},
 			"service \"a\": unknown capability \"cap_flying\""},
+		{"state dirs", []Spec{svc("a", func(s *Spec) { s.StateDirs = []string{"/var/lib/a", "rel", "/x/../y"} })},
+			"service \"a\": state directory \"rel\": want a clean absolute path below /\n" +
+				"service \"a\": state directory \"/x/../y\": want a clean absolute path below /"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := Validate(tt.specs)

@@ -256,13 +256,13 @@ func ctlShowServices(w io.Writer, body []byte) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tRESTARTS\tLAST-EXIT\tMEMORY\tTASKS")
+	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUSER\tRESTARTS\tLAST-EXIT\tMEMORY\tTASKS")
 	for _, s := range svcs {
 		pid := "-"
 		if s.Pid > 0 {
 			pid = strconv.Itoa(s.Pid)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%.1fMiB\t%d\n", s.Name, s.State, pid, s.Restarts, ctlDash(s.LastExit),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%.1fMiB\t%d\n", s.Name, s.State, pid, s.User(), s.Restarts, ctlDash(s.LastExit),
 			float64(s.Memory)/(1<<20), s.PIDs)
 	}
 	return tw.Flush()

@@ -27,7 +27,7 @@ var ctlSample = status.Report{
 	Gate: status.Gate{Decided: true, Ready: true, At: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)},
 	Services: []status.Service{
 		{Name: "libvirtd", State: "Ready", Pid: 310, Required: true, Memory: 12 << 20, PIDs: 4},
-		{Name: "mgmtd", State: "Ready", Pid: 320, Restarts: 1, LastExit: "exit status 1", Memory: 8 << 20, PIDs: 6},
+		{Name: "mgmtd", State: "Ready", Pid: 320, UID: new(900), Restarts: 1, LastExit: "exit status 1", Memory: 8 << 20, PIDs: 6},
 		{Name: "updated", State: "Waiting", Reason: "waiting for HV-DATA"},
 	},
 	Hardening: []status.Check{
@@ -156,10 +156,10 @@ func TestCtl(t *testing.T) {
 		wantCalls []string
 	}{
 		{role: pki.RoleViewer, args: []string{"services"}, wantCalls: []string{"status"}, want: "" +
-			"NAME      STATE    PID  RESTARTS  LAST-EXIT      MEMORY   TASKS\n" +
-			"libvirtd  Ready    310  0         -              12.0MiB  4\n" +
-			"mgmtd     Ready    320  1         exit status 1  8.0MiB   6\n" +
-			"updated   Waiting  -    0         -              0.0MiB   0\n"},
+			"NAME      STATE    PID  USER  RESTARTS  LAST-EXIT      MEMORY   TASKS\n" +
+			"libvirtd  Ready    310  -     0         -              12.0MiB  4\n" +
+			"mgmtd     Ready    320  900   1         exit status 1  8.0MiB   6\n" +
+			"updated   Waiting  -    -     0         -              0.0MiB   0\n"},
 		{role: pki.RoleViewer, args: []string{"services", "--json"}, wantCalls: []string{"status"}, want: string(servicesJSON) + "\n"},
 		{role: pki.RoleViewer, args: []string{"status"}, wantCalls: []string{"status"}, want: statusText.String()},
 		{role: pki.RoleViewer, args: []string{"network"}, wantCalls: []string{"status"}, want: "" +

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"hardvisor.dev/hardvisor/config"
@@ -22,13 +23,9 @@ import (
 	"hardvisor.dev/hardvisor/services/supervise"
 )
 
-// VolatileAuditLog is where the audit log goes on a host without a data
-// partition: kept until the next boot only.
-const VolatileAuditLog = "/run/hardvisor/audit/audit.log"
-
 // Execute is mgmtd: it loads the API's certificates from --pki (ca.pem,
-// server.pem, server-key.pem), opens the audit log (on the data partition,
-// or VolatileAuditLog without one), forwards it to --syslog when given, and
+// server.pem, server-key.pem), opens the audit log (in catalog.AuditDir),
+// forwards it to --syslog when given, and
 // serves the API with mutual TLS 1.3 on --port until ctx is done.
 func Execute(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mgmtd", flag.ContinueOnError)
@@ -36,7 +33,7 @@ func Execute(ctx context.Context, args []string, stderr io.Writer) error {
 	port := fs.Int("port", 8443, "HTTPS port")
 	pkiDir := fs.String("pki", catalog.PKIDir, "directory with ca.pem, server.pem and server-key.pem")
 	syslog := fs.String("syslog", "", "remote syslog for the audit log: tcp://, tls:// or udp:// URL")
-	auditPath := fs.String("audit", "", "audit log; default on the data partition, else "+VolatileAuditLog)
+	auditPath := fs.String("audit", filepath.Join(catalog.AuditDir, "audit.log"), "audit log")
 	sock := fs.String("socket", status.Socket, "PID 1's control socket")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -59,12 +56,8 @@ func Execute(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *auditPath == "" {
-		*auditPath = filepath.Join(config.DataDir, "audit", "audit.log")
-		if ok, _ := (supervise.Mounted{Path: config.DataDir}).Met(); !ok {
-			*auditPath = VolatileAuditLog
-			log.Warn("no data partition: the audit log lasts until the next boot", "path", *auditPath)
-		}
+	if ok, _ := (supervise.Mounted{Path: config.DataDir}).Met(); !ok && strings.HasPrefix(*auditPath, config.DataDir+"/") {
+		log.Warn("no data partition: the audit log is in memory and lasts until the next boot", "path", *auditPath)
 	}
 	var opts audit.Options
 	if *syslog != "" {
