@@ -23,3 +23,17 @@ func TestMeminfoField(t *testing.T) {
 		}
 	}
 }
+
+func TestParseProcStatus(t *testing.T) {
+	const mgmtd = "Name:\tmgmtd\nUid:\t900\t900\t900\t900\nGid:\t900\t900\t900\t900\n" +
+		"VmRSS:\t   14336 kB\nCapInh:\t0000000000000000\nCapEff:\t0000000000000000\n"
+	uid, capEff, rss := parseProcStatus(mgmtd)
+	if uid == nil || *uid != 900 || capEff != "0000000000000000" || rss != 14336*1024 {
+		t.Errorf("parseProcStatus(mgmtd) = %v, %q, %d", uid, capEff, rss)
+	}
+	// A kernel thread has no VmRSS; a garbled Uid is unset, not root.
+	uid, capEff, rss = parseProcStatus("Name:\tkthreadd\nUid:\tx\nCapEff:\t000001ffffffffff\n")
+	if uid != nil || capEff != "000001ffffffffff" || rss != 0 {
+		t.Errorf("parseProcStatus(kthreadd) = %v, %q, %d", uid, capEff, rss)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -245,7 +244,7 @@ func (h *Host) Report() status.Report {
 				s.LastExit = st.LastExit.String()
 			}
 			if st.Pid > 0 {
-				s.UID, s.CapEff = procIdentity(st.Pid)
+				s.UID, s.CapEff, s.RSS = procStatus(st.Pid)
 			}
 			if !st.Health.OK && !st.Health.Checked.IsZero() {
 				s.Health = st.Health.Err
@@ -256,27 +255,14 @@ func (h *Host) Report() status.Report {
 	return r
 }
 
-// procIdentity reads a process's real user ID and effective capabilities
-// from /proc/PID/status: what the service really runs with, not what its
-// spec asked for. Nothing is returned for a process that is gone.
-func procIdentity(pid int) (uid *int, capEff string) {
+// procStatus reads what a service's process really runs with, not what
+// its spec asked for; nothing for a process that is gone.
+func procStatus(pid int) (uid *int, capEff string, rss uint64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return nil, ""
+		return nil, "", 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(line, ":")
-		f := strings.Fields(v)
-		switch {
-		case k == "Uid" && len(f) > 0:
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				uid = &n
-			}
-		case k == "CapEff" && len(f) == 1:
-			capEff = f[0]
-		}
-	}
-	return uid, capEff
+	return parseProcStatus(string(b))
 }
 
 // Logs gives a service's last lines, for the control socket.

@@ -119,6 +119,8 @@ type Service struct {
 	// not running.
 	UID    *int   `json:"uid,omitempty"`
 	CapEff string `json:"capEff,omitempty"`
+	// RSS is the main process's resident memory (VmRSS), in bytes.
+	RSS uint64 `json:"rss,omitempty"`
 }
 
 // User renders UID for a table: the number, or "-" when not running.
