@@ -282,6 +282,21 @@ func addAPIFiles(t *rootfs.Tree, cfg *config.Config, dir string) error {
 	return nil
 }
 
+// hostMounts are the directories PID 1 mounts file systems on
+// (init/boot.EarlyMounts and the data partition): what the image holds
+// below them is hidden on the running host.
+var hostMounts = []string{"/proc", "/sys", "/dev", "/run", "/tmp", config.DataDir}
+
+// coveredBy gives the host mount that hides image path p, or "".
+func coveredBy(p string) string {
+	for _, m := range hostMounts {
+		if p == m || strings.HasPrefix(p, m+"/") {
+			return m
+		}
+	}
+	return ""
+}
+
 // servicePrograms lists the programs the config's services and their exec
 // checks run that t does not hold yet: each must be a program on the build
 // host, whose closure the image then carries at the same path.
@@ -297,6 +312,9 @@ func servicePrograms(cfg *config.Config, t *rootfs.Tree) ([]string, error) {
 			return fmt.Errorf("%s: %s is not in the image and not on the build host", field, p)
 		case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
 			return fmt.Errorf("%s: %s on the build host is not an executable file", field, p)
+		}
+		if m := coveredBy(p); m != "" {
+			return fmt.Errorf("%s: %s is under %s, which the host mounts over at boot: install the program elsewhere", field, p, m)
 		}
 		progs = append(progs, p)
 		return nil

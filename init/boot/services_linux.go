@@ -221,6 +221,7 @@ func (h *Host) NotReady(err error) {
 func (h *Host) Report() status.Report {
 	h.mu.Lock()
 	r := status.Report{
+		At:        time.Now().UTC(),
 		Version:   h.Version,
 		Boots:     h.DataBoots,
 		Gate:      h.gate,

@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -44,6 +45,8 @@ func main() {
 }
 
 func run() error {
+	only := flag.String("only", "", "run only this part of the bench: api (the management API)")
+	flag.Parse()
 	src, err := os.Getwd()
 	if err != nil {
 		return err
@@ -58,10 +61,18 @@ func run() error {
 	}
 	defer os.RemoveAll(work)
 	fmt.Printf("hardvisor bench: QEMU accel %s, %d boot runs each (median)\n\n", accel(), bootRuns)
+	cacheDir := filepath.Join(work, "cache")
+	switch *only {
+	case "":
+	case "api":
+		fmt.Printf("%-34s %8s   %-40s %8s  %s\n", "measure", "hardvisor", "baseline", "value", "ratio")
+		return benchAPI(bin, src, work, cacheDir)
+	default:
+		return fmt.Errorf("-only %q: want api", *only)
+	}
 
 	// Build: both sides start from an empty Go build cache, so "cold" means the
 	// whole toolchain work, the same for each.
-	cacheDir := filepath.Join(work, "cache")
 	out := filepath.Join(work, "out")
 	cold, err := timed(func() error {
 		return hardvisor(bin, src, freshGoCache(work), "build", "-o", out, "--cache", cacheDir)
@@ -120,6 +131,9 @@ func run() error {
 		return err
 	}
 	if err := benchRSS(bin, src, work, cacheDir, out, cmdline); err != nil {
+		return err
+	}
+	if err := benchAPI(bin, src, work, cacheDir); err != nil {
 		return err
 	}
 	for _, comp := range []string{"zstd", "gzip", "xz", "none"} {

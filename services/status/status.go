@@ -44,6 +44,9 @@ type Report struct {
 	Version  string `json:"version"`
 	Hostname string `json:"hostname"`
 	Profile  string `json:"profile"`
+	// At is when PID 1 made the report (the management API answers with
+	// one up to a few seconds old).
+	At time.Time `json:"at"`
 	// Boots counts the boots that mounted the data partition; 0 without one.
 	Boots int `json:"boots"`
 	// Gate is the health gate's verdict.

@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,7 +112,13 @@ func startCtl(t *testing.T) *ctlEnv {
 	}
 	t.Cleanup(func() { log.Close() })
 	e := &ctlEnv{host: &ctlFakeHost{}, log: log, flags: map[pki.Role][]string{}}
-	srv := httptest.NewUnstartedServer(api.New(api.Options{Host: e.host, Audit: log}))
+	// A clock that leaps past the status cache's limit at every look, so
+	// each read asks the host, as the calls below expect.
+	var clock atomic.Int64
+	leap := func() time.Time {
+		return time.Unix(0, 0).Add(time.Duration(clock.Add(1)) * (api.StatusStaleLimit + time.Second))
+	}
+	srv := httptest.NewUnstartedServer(api.New(api.Options{Host: e.host, Audit: log, Now: leap}))
 	srv.TLS = tlsCfg
 	// TestCtlWrongCA's failed handshake is expected, not news.
 	srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0)

@@ -157,14 +157,16 @@ func New(opts Options) http.Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &handler{host: opts.Host, audit: opts.Audit, log: opts.Logger, now: opts.Now}
+	return &handler{host: opts.Host, audit: opts.Audit, log: opts.Logger, now: opts.Now,
+		status: &statusCache{host: opts.Host, now: opts.Now}}
 }
 
 type handler struct {
-	host  Host
-	audit *audit.Log
-	log   *slog.Logger
-	now   func() time.Time
+	host   Host
+	audit  *audit.Log
+	log    *slog.Logger
+	now    func() time.Time
+	status *statusCache
 }
 
 // reqError is an error answered with its own status.
@@ -207,13 +209,13 @@ func route(path string) (op, bool) {
 	}
 	switch rest {
 	case "status":
-		return op{method: http.MethodGet, need: pki.RoleViewer, action: "status.read", read: readStatus}, true
+		return op{method: http.MethodGet, need: pki.RoleViewer, action: "status.read", read: readView(viewStatus)}, true
 	case "hardening":
-		return op{method: http.MethodGet, need: pki.RoleViewer, action: "hardening.read", read: readHardening}, true
+		return op{method: http.MethodGet, need: pki.RoleViewer, action: "hardening.read", read: readView(viewHardening)}, true
 	case "services":
-		return op{method: http.MethodGet, need: pki.RoleViewer, action: "services.read", read: readServices}, true
+		return op{method: http.MethodGet, need: pki.RoleViewer, action: "services.read", read: readView(viewServices)}, true
 	case "network":
-		return op{method: http.MethodGet, need: pki.RoleViewer, action: "network.read", read: readNetwork}, true
+		return op{method: http.MethodGet, need: pki.RoleViewer, action: "network.read", read: readView(viewNetwork)}, true
 	case "audit":
 		return op{method: http.MethodGet, need: pki.RoleOperator, action: "audit.read", read: readAudit}, true
 	case "power":
@@ -329,6 +331,7 @@ func (h *handler) serveChange(w http.ResponseWriter, r *http.Request, o op, rec 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), hostActionTimeout)
 	err = ch.do(ctx, h.host)
 	cancel()
+	h.status.invalidate()
 	if err != nil {
 		code, msg := errStatus(err)
 		rec.Status, rec.Detail = code, msg
@@ -392,46 +395,15 @@ func changePower(r *http.Request, _ string) (*change, error) {
 	}, nil
 }
 
-func report(h *handler, r *http.Request) (*status.Report, error) {
-	if err := noQuery(r); err != nil {
-		return nil, err
+// readView answers a read of the status report or one of its parts, from
+// the status cache.
+func readView(view string) func(h *handler, r *http.Request, _ string) (any, error) {
+	return func(h *handler, r *http.Request, _ string) (any, error) {
+		if err := noQuery(r); err != nil {
+			return nil, err
+		}
+		return h.status.view(r.Context(), view)
 	}
-	rep, err := h.host.Status(r.Context())
-	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
-	}
-	if rep == nil {
-		return nil, errors.New("status: the host sent no report")
-	}
-	return rep, nil
-}
-
-func readStatus(h *handler, r *http.Request, _ string) (any, error) {
-	return report(h, r)
-}
-
-func readHardening(h *handler, r *http.Request, _ string) (any, error) {
-	rep, err := report(h, r)
-	if err != nil {
-		return nil, err
-	}
-	return orEmpty(rep.Hardening), nil
-}
-
-func readServices(h *handler, r *http.Request, _ string) (any, error) {
-	rep, err := report(h, r)
-	if err != nil {
-		return nil, err
-	}
-	return orEmpty(rep.Services), nil
-}
-
-func readNetwork(h *handler, r *http.Request, _ string) (any, error) {
-	rep, err := report(h, r)
-	if err != nil {
-		return nil, err
-	}
-	return rep.Network, nil
 }
 
 func readLogs(h *handler, r *http.Request, name string) (any, error) {
@@ -589,14 +561,18 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		code, body = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
+	body, ok := v.(json.RawMessage)
+	if !ok {
+		var err error
+		if body, err = json.Marshal(v); err != nil {
+			code, body = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
+		}
 	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	w.Write(append(body, '\n'))
+	// A full slice expression: a cached body is shared, never appended to.
+	w.Write(append(body[:len(body):len(body)], '\n'))
 }
