@@ -191,8 +191,9 @@ func TestServices(t *testing.T) {
 	text := sh.run("/bbin/hvstatus")
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`gate: ready`),
-		regexp.MustCompile(`(?m)^crashy\s+Failed\s+-\s+4\s+killed by signal 11`),
-		regexp.MustCompile(`(?m)^db\s+Ready\s+\d+\s+0\s`),
+		// SERVICE STATE PID USER RESTARTS LAST-EXIT …; db runs as root.
+		regexp.MustCompile(`(?m)^crashy\s+Failed\s+-\s+-\s+4\s+killed by signal 11`),
+		regexp.MustCompile(`(?m)^db\s+Ready\s+\d+\s+0\s+0\s`),
 		regexp.MustCompile(`hardening: \d+ passed, 0 failed`),
 	} {
 		if !want.MatchString(text) {
