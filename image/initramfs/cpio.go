@@ -12,6 +12,9 @@ import (
 	"hardvisor.dev/hardvisor/image/rootfs"
 )
 
+// trailer names the newc archive's last record.
+const trailer = "TRAILER!!!"
+
 const (
 	modeDir  = 0o040000
 	modeFile = 0o100000
@@ -30,7 +33,7 @@ func WriteCPIO(w io.Writer, t *rootfs.Tree, mtime int64) error {
 			return fmt.Errorf("cpio /%s: %w", e.Path, err)
 		}
 	}
-	if err := cw.record("TRAILER!!!", 0, nil, 0, 0, 1); err != nil {
+	if err := cw.record(rootfs.Entry{Path: trailer}, 0, nil, 1); err != nil {
 		return err
 	}
 	return bw.Flush()
@@ -41,20 +44,17 @@ type cpioWriter struct {
 	mtime int64
 	ino   uint32
 	off   int64
-	// uid and gid own the record being written.
-	uid, gid uint32
 }
 
 func (c *cpioWriter) entry(e rootfs.Entry) error {
 	mode := uint32(e.Mode.Perm())
-	c.uid, c.gid = e.UID, e.GID
 	switch e.Kind {
 	case rootfs.Dir:
-		return c.record(e.Path, modeDir|mode, nil, 0, 0, 2)
+		return c.record(e, modeDir|mode, nil, 2)
 	case rootfs.Symlink:
-		return c.record(e.Path, modeLink|0o777, []byte(e.Target), 0, 0, 1)
+		return c.record(e, modeLink|0o777, []byte(e.Target), 1)
 	case rootfs.CharDev:
-		return c.record(e.Path, modeChr|mode, nil, e.Major, e.Minor, 1)
+		return c.record(e, modeChr|mode, nil, 1)
 	case rootfs.File:
 		data := e.Data
 		if e.Source != "" {
@@ -64,24 +64,22 @@ func (c *cpioWriter) entry(e rootfs.Entry) error {
 			}
 			data = b
 		}
-		return c.record(e.Path, modeFile|mode, data, 0, 0, 1)
+		return c.record(e, modeFile|mode, data, 1)
 	}
 	return fmt.Errorf("unknown entry kind %v", e.Kind)
 }
 
-func (c *cpioWriter) record(name string, mode uint32, data []byte, rmaj, rmin, nlink uint32) error {
+// record writes one header and its data: e gives the name, owner and device
+// numbers; the trailer (a zero Entry named TRAILER!!!) has inode and mtime 0.
+func (c *cpioWriter) record(e rootfs.Entry, mode uint32, data []byte, nlink uint32) error {
+	name := e.Path
 	c.ino++
-	ino := c.ino
-	if name == "TRAILER!!!" {
-		ino = 0
-	}
-	mtime := c.mtime
-	uid, gid := c.uid, c.gid
-	if name == "TRAILER!!!" {
-		mtime, uid, gid = 0, 0, 0
+	ino, mtime := c.ino, c.mtime
+	if name == trailer {
+		ino, mtime = 0, 0
 	}
 	hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		ino, mode, uid, gid, nlink, uint32(mtime), len(data), 0, 0, rmaj, rmin, len(name)+1, 0)
+		ino, mode, e.UID, e.GID, nlink, uint32(mtime), len(data), 0, 0, e.Major, e.Minor, len(name)+1, 0)
 	if err := c.write([]byte(hdr)); err != nil {
 		return err
 	}
