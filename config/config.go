@@ -211,18 +211,31 @@ type Template struct {
 	CPUs int `yaml:"cpus"`
 	// Memory is the guest's RAM, at least 16Mi.
 	Memory Size `yaml:"memory"`
-	// Disk is the size of the guest's disk; 0 means none.
+	// Disk is the size of the guest's disk; 0 means none unless Image is set.
 	Disk Size `yaml:"disk,omitempty"`
+	// Image is a raw disk image (path relative to the config file) that the
+	// build puts into the boot image and the host copies to a guest's disk on
+	// its first start, grown to Disk when that is larger.
+	Image string `yaml:"image,omitempty"`
 	// Limits are the cgroup ceilings.
 	Limits Limits `yaml:"limits,omitempty"`
 }
 
 // Limits are a guest's cgroup ceilings; zero fields are unlimited.
 type Limits struct {
-	// CPU is the CPU time ceiling, 1% up to CPUs*100%.
+	// CPU is the CPU time ceiling (cpu.max), 1% up to CPUs*100%.
 	CPU Percent `yaml:"cpu,omitempty"`
-	// IOPS caps disk operations per second.
+	// CPUWeight is the guest's share under contention (cpu.weight), 1..10000;
+	// default 100.
+	CPUWeight int `yaml:"cpuWeight,omitempty"`
+	// Memory is the hard ceiling on the guest's whole QEMU process
+	// (memory.max): guest RAM plus QEMU's own use. Default: the guest's
+	// memory plus GuestOverhead.
+	Memory Size `yaml:"memory,omitempty"`
+	// IOPS caps disk operations per second (io.max riops and wiops).
 	IOPS int `yaml:"iops,omitempty"`
+	// Bandwidth caps disk bytes per second (io.max rbps and wbps).
+	Bandwidth Size `yaml:"bandwidth,omitempty"`
 	// PIDs caps the guest's process count (QEMU's threads).
 	PIDs int `yaml:"pids,omitempty"`
 }
@@ -241,6 +254,14 @@ type Guest struct {
 	CPUs *int `yaml:"cpus,omitempty"`
 	// Memory overrides the template's when set.
 	Memory *Size `yaml:"memory,omitempty"`
+	// Image overrides the template's disk image when set.
+	Image string `yaml:"image,omitempty"`
+	// MAC is the guest NIC's address, lower case; default one derived from
+	// the guest's name (52:54:00 and three bytes of its hash).
+	MAC string `yaml:"mac,omitempty"`
+	// Addresses are the IP addresses the guest may send from; empty allows
+	// any (the MAC is enforced either way).
+	Addresses []string `yaml:"addresses,omitempty"`
 	// Domain is the guest's security domain: one a network declares, and
 	// its network's if that has one.
 	Domain string `yaml:"domain,omitempty"`
@@ -503,6 +524,9 @@ func (c *Config) normalize(modules func() []string) {
 		}
 	}
 	lower(&c.Management.NIC.MAC)
+	for i := range c.Guests {
+		lower(&c.Guests[i].MAC)
+	}
 	for i := range c.Hosts {
 		lower(&c.Hosts[i].Match.MAC)
 	}
@@ -537,6 +561,7 @@ func (c *Config) clone() *Config {
 			v := *g.Memory
 			g.Memory = &v
 		}
+		g.Addresses = slices.Clone(g.Addresses)
 	}
 	out.Services = slices.Clone(c.Services)
 	for i := range out.Services {

@@ -423,12 +423,22 @@ var parseErrorCases = []struct {
 		"  - {name: b, template: t, network: n, memory: 1536Mi}\n" +
 		"  - name: c\n    template: t\n    network: n\n" +
 		"  - {name: d, template: t, network: n}\n", []string{
-		"hv.yaml:10: guests[2].memory: guests total 3584Mi exceeds host budget 3Gi (4Gi host - 1Gi reserve)"}},
+		"hv.yaml:10: guests[2].memory: guests total 4352Mi exceeds host budget 3Gi (4Gi host - 1Gi reserve)"}},
 	{"guest cpu budget", header + "resources:\n  host: {cpus: 4}\ntemplates: [{name: t, cpus: 2, memory: 1Gi}]\nnetworks: [{name: n, uplinks: [{mac: \"52:54:00:bb:00:01\"}]}]\nguests:\n" +
 		"  - {name: a, template: t, network: n}\n" +
 		"  - {name: b, template: t, network: n, cpus: 1}\n" +
 		"  - {name: c, template: t, network: n, cpus: 1}\n", []string{
 		"hv.yaml:10: guests[2].cpus: guests total 4 cpus exceeds host budget 3 (4 host - 1 reserve)"}},
+
+	{"guest limits", header + "templates: [{name: t, cpus: 1, memory: 1Gi, limits: {cpuWeight: 0, memory: 512Mi, bandwidth: 10Mi}}, {name: u, cpus: 1, memory: 64Mi, limits: {cpuWeight: 10001, memory: 128Mi}}]\n" +
+		"networks: [{name: n, uplinks: [{mac: \"52:54:00:bb:00:01\"}]}]\n" +
+		"guests: [{name: g, template: u, network: n, memory: 256Mi, mac: \"01:00:5e:00:00:01\", addresses: [10.0.0.5, 10.0.0.300]}, {name: h, template: u, network: n, mac: \"52:54:00:zz:00:01\"}]\n", []string{
+		"hv.yaml:3: templates[0].limits.memory: 512Mi is below the template's memory 1Gi",
+		"hv.yaml:3: templates[1].limits.cpuWeight: 10001 is out of range 1..10000",
+		`hv.yaml:5: guests[0].addresses[1]: "10.0.0.300" is not an IP address`,
+		"hv.yaml:5: guests[0].mac: 01:00:5e:00:00:01 is a multicast address",
+		"hv.yaml:5: guests[0].memory: 256Mi is more than the memory ceiling 128Mi of template u",
+		`hv.yaml:5: guests[1].mac: "52:54:00:zz:00:01" is not a MAC address such as 52:54:00:12:34:56`}},
 
 	// updates.
 	{"repository", header + "updates: {repository: \"ftp://updates.example\", trustedRoot: root.json}\n", []string{
@@ -552,7 +562,7 @@ func TestValidEdgeCases(t *testing.T) {
 		"  - {name: b, uplinks: [{mac: \"52:54:00:bb:00:02\"}, {mac: \"52:54:00:bb:00:01\"}], vlan: 20, domain: dmz}\n"+
 		"  - {name: c, uplinks: [{mac: \"52:54:00:bb:00:01\"}, {mac: \"52:54:00:bb:00:02\"}]}\n"+
 		"resources: {host: {memory: 4Gi, cpus: 8}}\n"+
-		"templates: [{name: t, cpus: 1, memory: 1Gi}]\n"+
+		"templates: [{name: t, cpus: 1, memory: 1Gi, limits: {memory: 1Gi}}]\n"+
 		"guests:\n"+
 		"  - {name: g1, template: t, network: a, domain: prod, autostart: yes}\n"+
 		"  - {name: g2, template: t, network: b, cpus: 2}\n"+
@@ -562,6 +572,27 @@ func TestValidEdgeCases(t *testing.T) {
 		"kernel: {cmdline: [quiet, \"foo=bar=baz\", selinux=0]}\n")
 	if c.Host.Hostname != "1234" || !c.Guests[0].Autostart || *c.Guests[1].CPUs != 2 {
 		t.Errorf("Parse = %+v", c)
+	}
+}
+
+func TestGuestSpecs(t *testing.T) {
+	c := mustParse(t, header+
+		"templates:\n  - {name: t, cpus: 2, memory: 1Gi, disk: 8Gi, image: base.img, limits: {cpu: 150%, iops: 100, pids: 64}}\n"+
+		"networks: [{name: n, uplinks: [{mac: \"52:54:00:bb:00:01\"}], domain: prod}]\n"+
+		"guests:\n  - {name: a, template: t, network: n, autostart: true}\n"+
+		"  - {name: b, template: t, network: n, cpus: 2, memory: 2Gi, image: b.img, mac: \"52:54:00:AA:00:02\", addresses: [192.0.2.5]}\n")
+	got := c.GuestSpecs()
+	want := []GuestSpec{
+		{Name: "a", Template: "t", Network: "n", Domain: "prod", Autostart: true, CPUs: 2, Memory: Gi, Disk: 8 * Gi, Image: "base.img",
+			Limits: Limits{CPU: 150, CPUWeight: 100, Memory: Gi + GuestOverhead, IOPS: 100, PIDs: 64}, MAC: GuestMAC("a")},
+		{Name: "b", Template: "t", Network: "n", Domain: "prod", CPUs: 2, Memory: 2 * Gi, Disk: 8 * Gi, Image: "b.img",
+			Limits: Limits{CPU: 150, CPUWeight: 100, Memory: 2*Gi + GuestOverhead, IOPS: 100, PIDs: 64}, MAC: "52:54:00:aa:00:02", Addresses: []string{"192.0.2.5"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("GuestSpecs =\n%+v\nwant\n%+v", got, want)
+	}
+	if m := GuestMAC("a"); m == GuestMAC("b") || !macRe.MatchString(m) || m[:9] != "52:54:00:" {
+		t.Errorf("GuestMAC(a) = %s, GuestMAC(b) = %s", m, GuestMAC("b"))
 	}
 }
 

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"fmt"
 	"math"
+	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -400,8 +402,17 @@ func (d *decoder) checkTemplates(c *Config) {
 				d.errorf(p+".limits.cpu", "%s is out of range 1%%..%s for %d cpus", l.CPU, limit, t.CPUs)
 			}
 		}
+		if l.CPUWeight != 0 && (l.CPUWeight < 1 || l.CPUWeight > 10000) {
+			d.errorf(p+".limits.cpuWeight", "%d is out of range 1..10000", l.CPUWeight)
+		}
+		if l.Memory != 0 && d.has(p+".memory") && l.Memory < t.Memory {
+			d.errorf(p+".limits.memory", "%s is below the template's memory %s", l.Memory, t.Memory)
+		}
 		if l.IOPS < 0 {
 			d.errorf(p+".limits.iops", "must not be negative")
+		}
+		if t.Image != "" {
+			d.checkPath(p+".image", t.Image)
 		}
 		if l.PIDs < 0 {
 			d.errorf(p+".limits.pids", "must not be negative")
@@ -487,6 +498,34 @@ func (d *decoder) checkGuests(c *Config) {
 		if g.Memory != nil {
 			mem = *g.Memory
 			d.checkMemory(p+".memory", mem)
+			if t != nil && t.Limits.Memory != 0 && t.Limits.Memory < mem {
+				d.errorf(p+".memory", "%s is more than the memory ceiling %s of template %s", mem, t.Limits.Memory, t.Name)
+			}
+		}
+		if g.Image != "" {
+			d.checkPath(p+".image", g.Image)
+		}
+		if g.MAC != "" {
+			switch hw, err := net.ParseMAC(g.MAC); {
+			case !macRe.MatchString(g.MAC) || err != nil:
+				d.errorf(p+".mac", "%q is not a MAC address such as 52:54:00:12:34:56", g.MAC)
+			case hw[0]&1 == 1:
+				d.errorf(p+".mac", "%s is a multicast address", g.MAC)
+			}
+		}
+		for j, a := range g.Addresses {
+			if _, err := netip.ParseAddr(a); err != nil {
+				d.errorf(fmt.Sprintf("%s.addresses[%d]", p, j), "%q is not an IP address", a)
+			}
+		}
+		// The budget counts each guest's memory ceiling: its RAM and what
+		// QEMU may use beside it.
+		if mem > 0 {
+			if t != nil && t.Limits.Memory != 0 {
+				mem = t.Limits.Memory
+			} else {
+				mem = addSat(mem, GuestOverhead)
+			}
 		}
 
 		// Report the guest that crosses the line, once.
