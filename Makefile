@@ -10,8 +10,9 @@ OUT_DEBUG ?= out-debug
 # One timestamp for every artifact: the last commit's, or 0 outside git.
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
-BUILD_PKGS := linux-image-amd64 systemd-boot-efi binutils sbsigntool
-TEST_PKGS := qemu-system-x86 qemu-utils ovmf ipxe-qemu dosfstools mtools openssl nmap iproute2
+BUILD_PKGS := linux-image-amd64 systemd-boot-efi binutils sbsigntool secilc squashfs-tools
+TEST_PKGS := qemu-system-x86 qemu-utils ovmf ipxe-qemu dosfstools mtools openssl nmap iproute2 \
+	libvirt-daemon libvirt-daemon-driver-qemu setools
 UNIT_PKGS = $$($(GO) list ./... | grep -v /qemu-tests)
 
 .PHONY: all image image-debug test unit qemu-test bench deps test-deps bin/hardvisor clean
@@ -34,7 +35,7 @@ image: deps bin/hardvisor
 image-debug: deps bin/hardvisor
 	./bin/hardvisor build --profile debug -o $(OUT_DEBUG)
 
-unit: deps
+unit: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 5m $(UNIT_PKGS)
 

@@ -59,7 +59,7 @@ var wantModules = []string{
 	"virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "virtio_console", "virtio_rng",
 	"e1000", "e1000e", "igb", "ixgbe", "i40e", "ice", "bnxt_en", "tg3", "r8169",
 	"ahci", "nvme", "sd_mod", "usb_storage", "uas", "xhci_pci", "ehci_pci",
-	"kvm", "kvm_intel", "kvm_amd", "bridge", "8021q", "bonding", "tun", "vhost_net", "nf_tables",
+	"kvm", "kvm_intel", "kvm_amd", "bridge", "8021q", "bonding", "tun", "vhost_net", "loop", "squashfs", "nf_tables",
 	"vfat", "nls_cp437", "nls_iso8859_1", "ext4", "efivarfs",
 }
 
@@ -777,7 +777,7 @@ func TestFeatureModules(t *testing.T) {
 	}
 	c.Guests = []Guest{{Name: "web1"}}
 	got := c.FeatureModules()
-	want := []string{"nf_tables", "bridge", "8021q", "bonding", "tun", "vhost_net"}
+	want := []string{"nf_tables", "bridge", "8021q", "bonding", "tun", "vhost_net", "loop", "squashfs"}
 	if len(got) != len(want) {
 		t.Fatalf("FeatureModules = %v, want %v", got, want)
 	}

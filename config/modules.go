@@ -27,6 +27,9 @@ func (c *Config) FeatureModules() []string {
 	if len(c.Guests) > 0 {
 		add("tun")
 		add("vhost_net")
+		// QEMU and libvirt come in a squashfs image PID 1 mounts.
+		add("loop")
+		add("squashfs")
 	}
 	return mods
 }

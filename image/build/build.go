@@ -23,6 +23,7 @@ import (
 	"hardvisor.dev/hardvisor/image/closure"
 	"hardvisor.dev/hardvisor/image/compile"
 	"hardvisor.dev/hardvisor/image/disk"
+	"hardvisor.dev/hardvisor/image/hypervisor"
 	"hardvisor.dev/hardvisor/image/initramfs"
 	"hardvisor.dev/hardvisor/image/iso"
 	"hardvisor.dev/hardvisor/image/kernel"
@@ -32,6 +33,7 @@ import (
 	"hardvisor.dev/hardvisor/image/pxe"
 	"hardvisor.dev/hardvisor/image/rootfs"
 	"hardvisor.dev/hardvisor/image/sbom"
+	"hardvisor.dev/hardvisor/image/selinux"
 	"hardvisor.dev/hardvisor/image/sign"
 	"hardvisor.dev/hardvisor/image/uki"
 	"hardvisor.dev/hardvisor/services/catalog"
@@ -76,6 +78,9 @@ type Options struct {
 	Cache cache.Cache
 	// Compression of the initramfs.
 	Compression initramfs.Compression
+	// Payload is how an image with guests carries QEMU and libvirt
+	// (hypervisor.Squashfs, the default, or hypervisor.Initramfs).
+	Payload string
 	// Epoch is SOURCE_DATE_EPOCH: the one timestamp that appears in artifacts.
 	Epoch int64
 	// Stub is systemd's EFI stub; empty means Debian's.
@@ -108,6 +113,12 @@ func Run(opts Options) (*Result, error) {
 	}
 	if opts.Stub == "" {
 		opts.Stub = uki.DefaultStub
+	}
+	if opts.Payload == "" {
+		opts.Payload = hypervisor.Squashfs
+	}
+	if !slices.Contains(hypervisor.Layouts, opts.Payload) {
+		return nil, fmt.Errorf("payload layout %q: want one of %s", opts.Payload, strings.Join(hypervisor.Layouts, ", "))
 	}
 	if opts.DpkgDir == "" {
 		opts.DpkgDir = "/var/lib/dpkg"
@@ -151,9 +162,12 @@ func Run(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	tree, err := Assemble(pl, bb, cfgYAML)
+	tree, payload, err := Assemble(pl, bb, cfgYAML)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Payload == hypervisor.Initramfs {
+		payload = nil
 	}
 	if err := addAPIFiles(tree, cfg, filepath.Dir(opts.ConfigPath)); err != nil {
 		return nil, err
@@ -168,7 +182,7 @@ func Run(opts Options) (*Result, error) {
 		res.Cached = true
 		p.stage("cache", "inputs unchanged (%s)", key[:12])
 	} else {
-		if dir, err = write(pl, bb, tree, opts, key, signer, p); err != nil {
+		if dir, err = write(pl, bb, tree, payload, opts, key, signer, p); err != nil {
 			return nil, err
 		}
 	}
@@ -185,29 +199,42 @@ func Run(opts Options) (*Result, error) {
 	return res, nil
 }
 
-// Assemble lays out the host's root file system.
-func Assemble(pl *plan.Plan, bb *compile.Result, cfgYAML []byte) (*rootfs.Tree, error) {
-	t := rootfs.New()
+// Assemble lays out the host's root file system. When the config has guests
+// it holds the hypervisor payload too, whose files only it needs are listed
+// in payload (what the initramfs stage may pack into a squashfs).
+func Assemble(pl *plan.Plan, bb *compile.Result, cfgYAML []byte) (t *rootfs.Tree, payload []rootfs.Entry, err error) {
+	t = rootfs.New()
 	if err := bb.AddTo(t); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := pl.Modules.AddTo(t); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// mke2fs formats the data partition on first boot; the config's
 	// services bring their programs from the build host.
 	spec := mkfs.Spec()
 	progs, err := servicePrograms(pl.Config, t)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	spec.Binaries = append(spec.Binaries, progs...)
 	host, err := closure.Resolve(spec, closure.Options{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := host.AddTo(t); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if err := addPolicy(t, pl.Config.Security.SELinux); err != nil {
+		return nil, nil, err
+	}
+	passwd, group := []string{"root:x:0:0:root:/:/bbin/false"}, []string{"root:x:0:"}
+	if len(pl.Config.Guests) > 0 {
+		if payload, err = addPayload(t); err != nil {
+			return nil, nil, err
+		}
+		passwd = append(passwd, hypervisor.Passwd...)
+		group = append(group, hypervisor.Group...)
 	}
 	initName := filepath.Base(plan.InitPackage)
 	adds := []func() error{
@@ -215,8 +242,8 @@ func Assemble(pl *plan.Plan, bb *compile.Result, cfgYAML []byte) (*rootfs.Tree, 
 		func() error { return t.AddData("etc/hardvisor/config.yaml", cfgYAML, 0o644) },
 		func() error { return t.AddData("etc/os-release", plan.OSRelease(pl.Config), 0o644) },
 		func() error { return t.AddData("etc/hardvisor/cmdline", []byte(pl.Cmdline+"\n"), 0o644) },
-		func() error { return t.AddData("etc/passwd", []byte("root:x:0:0:root:/:/bbin/false\n"), 0o644) },
-		func() error { return t.AddData("etc/group", []byte("root:x:0:\n"), 0o644) },
+		func() error { return t.AddData("etc/passwd", []byte(strings.Join(passwd, "\n")+"\n"), 0o644) },
+		func() error { return t.AddData("etc/group", []byte(strings.Join(group, "\n")+"\n"), 0o644) },
 		func() error { return t.AddCharDev("dev/console", 0o600, 5, 1) },
 	}
 	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "var"} {
@@ -225,10 +252,42 @@ func Assemble(pl *plan.Plan, bb *compile.Result, cfgYAML []byte) (*rootfs.Tree, 
 	}
 	for _, add := range adds {
 		if err := add(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return t, nil
+	return t, payload, nil
+}
+
+// addPolicy compiles the SELinux policy and adds it to t, with the mode the
+// host boots in.
+func addPolicy(t *rootfs.Tree, mode string) error {
+	dir, err := os.MkdirTemp("", "hardvisor-selinux-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	p, err := selinux.Build(dir, mode)
+	if err != nil {
+		return err
+	}
+	return p.AddTo(t)
+}
+
+// addPayload adds QEMU and libvirt to t and gives the files only they need.
+func addPayload(t *rootfs.Tree) ([]rootfs.Entry, error) {
+	c, err := hypervisor.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	p := rootfs.New()
+	if err := hypervisor.AddTo(p, c); err != nil {
+		return nil, err
+	}
+	excl := hypervisor.Exclusive(p, t)
+	if err := t.Merge(p); err != nil {
+		return nil, err
+	}
+	return excl, nil
 }
 
 // addAPIFiles puts the management API's CA and server certificate and key
@@ -345,7 +404,7 @@ func servicePrograms(cfg *config.Config, t *rootfs.Tree) ([]string, error) {
 // media layout and the signing certificate.
 func inputKey(compileKey string, t *rootfs.Tree, opts Options, pl *plan.Plan, signer *sign.Signer) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "compile %s\ncompression %s\nepoch %d\ncmdline %s\n%s\n", compileKey, opts.Compression, opts.Epoch, pl.Cmdline, mediaFormat)
+	fmt.Fprintf(h, "compile %s\ncompression %s\npayload %s\nepoch %d\ncmdline %s\n%s\n", compileKey, opts.Compression, opts.Payload, opts.Epoch, pl.Cmdline, mediaFormat)
 	if signer != nil {
 		fmt.Fprintf(h, "signer %s\n", signer.SHA256)
 	}
@@ -377,13 +436,26 @@ func hashFile(w io.Writer, p string) error {
 }
 
 // write produces the artifacts into a cache entry and returns its directory.
-func write(pl *plan.Plan, bb *compile.Result, t *rootfs.Tree, opts Options, key string, signer *sign.Signer, p *progress) (string, error) {
+func write(pl *plan.Plan, bb *compile.Result, t *rootfs.Tree, payload []rootfs.Entry, opts Options, key string, signer *sign.Signer, p *progress) (string, error) {
 	dir, err := opts.Cache.TempDir(artifactsKind)
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(dir) // a no-op once stored
-	if err := writeInitramfs(filepath.Join(dir, Initramfs), t, opts); err != nil {
+	cpio, segments := t, []*rootfs.Tree(nil)
+	if len(payload) > 0 {
+		img, packed, err := hypervisor.Pack(t, payload, opts.Cache, opts.Epoch)
+		if err != nil {
+			return "", err
+		}
+		seg, err := hypervisor.Segment(img)
+		if err != nil {
+			return "", err
+		}
+		cpio, segments = packed, append(segments, seg)
+		p.stage("payload", "%d files into %s", len(payload), hypervisor.ImagePath)
+	}
+	if err := writeInitramfs(filepath.Join(dir, Initramfs), cpio, segments, opts); err != nil {
 		return "", err
 	}
 	p.stage("initramfs", "%d entries, %s", len(t.Entries()), opts.Compression)
@@ -496,7 +568,9 @@ func writeMedia(dir string, pl *plan.Plan, opts Options, key string, signer *sig
 	return nil
 }
 
-func writeInitramfs(path string, t *rootfs.Tree, opts Options) error {
+// writeInitramfs writes t as a compressed archive, then each of segments as
+// an uncompressed one after it.
+func writeInitramfs(path string, t *rootfs.Tree, segments []*rootfs.Tree, opts Options) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -513,6 +587,22 @@ func writeInitramfs(path string, t *rootfs.Tree, opts Options) error {
 	if err := zw.Close(); err != nil {
 		f.Close()
 		return err
+	}
+	for _, seg := range segments {
+		// The kernel reads an archive's headers at 4-byte offsets from
+		// the start of the whole initramfs, and skips zeros between
+		// archives.
+		end, err := f.Seek(0, io.SeekCurrent)
+		if err == nil {
+			_, err = f.Write(make([]byte, (4-end%4)%4))
+		}
+		if err == nil {
+			err = initramfs.WriteCPIO(f, seg, opts.Epoch)
+		}
+		if err != nil {
+			f.Close()
+			return err
+		}
 	}
 	return f.Close()
 }

@@ -20,6 +20,13 @@ const InitPackage = "hardvisor.dev/hardvisor/init/hvinit"
 // turns the API on (management.api.clientCA).
 const MgmtdPackage = "hardvisor.dev/hardvisor/services/mgmtd"
 
+// VmmdPackage runs the config's guests, in every image whose config has any.
+const VmmdPackage = "hardvisor.dev/hardvisor/services/vmmd"
+
+// RunconPackage runs a command in an SELinux context; the debug profile
+// carries it so a test (or an admin) can act as a guest would.
+const RunconPackage = "hardvisor.dev/hardvisor/init/runcon"
+
 // StatusPackage prints the host's status report; the debug profile carries
 // it for the console (production has no shell to run it from).
 const StatusPackage = "hardvisor.dev/hardvisor/services/hvstatus"
@@ -113,7 +120,7 @@ func New(cfg *config.Config, opts Options) (*Plan, error) {
 	}
 	var tags []string
 	if cfg.Profile == "debug" {
-		pkgs = append(pkgs, StatusPackage)
+		pkgs = append(pkgs, StatusPackage, RunconPackage)
 		pkgs = append(pkgs, DebugPackages...)
 		tags = DebugTags
 	}
@@ -125,7 +132,7 @@ func New(cfg *config.Config, opts Options) (*Plan, error) {
 // carries it; direct and network boot pass the same string.
 func Cmdline(cfg *config.Config) string {
 	args := []string{"console=tty0", "console=" + cfg.Host.Console + ",115200", "quiet", "rdinit=/init"}
-	args = append(args, "lockdown="+cfg.Security.Lockdown)
+	args = append(args, "lockdown="+cfg.Security.Lockdown, "security=selinux")
 	args = append(args, HardeningCmdline...)
 	args = append(args, cfg.Kernel.Cmdline...)
 	return strings.Join(args, " ")

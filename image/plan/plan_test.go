@@ -11,7 +11,7 @@ func TestCmdline(t *testing.T) {
 	cfg := config.LoadDefault()
 	cfg.Kernel.Cmdline = []string{"nosmt"}
 	got := Cmdline(cfg)
-	want := "console=tty0 console=ttyS0,115200 quiet rdinit=/init lockdown=integrity module.sig_enforce=1 slab_nomerge " +
+	want := "console=tty0 console=ttyS0,115200 quiet rdinit=/init lockdown=integrity security=selinux module.sig_enforce=1 slab_nomerge " +
 		"init_on_alloc=1 init_on_free=1 page_alloc.shuffle=1 randomize_kstack_offset=on vsyscall=none debugfs=off " +
 		"pti=on oops=panic panic=10 nosmt"
 	if got != want {

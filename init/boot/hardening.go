@@ -3,6 +3,7 @@ package boot
 import (
 	"strings"
 
+	"hardvisor.dev/hardvisor/config"
 	"hardvisor.dev/hardvisor/services/status"
 )
 
@@ -76,6 +77,35 @@ func MissingArgs(want, running string) []string {
 		}
 	}
 	return missing
+}
+
+// SELinuxMode names the mode selinuxfs's enforce file reads as: "1"
+// enforcing, "0" permissive; anything else is returned as read.
+func SELinuxMode(enforce string) string {
+	switch m := strings.TrimSpace(enforce); m {
+	case "1":
+		return config.SELinuxEnforcing
+	case "0":
+		return config.SELinuxPermissive
+	default:
+		return m
+	}
+}
+
+// selinuxWant is the SELinux mode a host runs in: the config's (enforcing
+// by default), but always enforcing in the production profile.
+func selinuxWant(mode, profile string) string {
+	if mode == "" || profile == config.ProfileProduction {
+		return config.SELinuxEnforcing
+	}
+	return mode
+}
+
+// SELinuxCheck is the hardening check of the SELinux mode read back (got)
+// against the config's mode and profile.
+func SELinuxCheck(mode, profile, got string) Check {
+	want := selinuxWant(mode, profile)
+	return Check{Name: "selinux", Want: want, Got: got, OK: got == want}
 }
 
 // failed returns the checks that did not pass.

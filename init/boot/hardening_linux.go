@@ -107,6 +107,17 @@ func LockdownMode(s string) string {
 	return ""
 }
 
+// checkSELinux reads the SELinux mode back from selinuxfs and checks it
+// against the config's mode and profile.
+func checkSELinux(mode, profile string) Check {
+	b, err := os.ReadFile(selinuxfs + "/enforce")
+	c := SELinuxCheck(mode, profile, SELinuxMode(string(b)))
+	if err != nil {
+		c.OK, c.Err = false, err.Error()
+	}
+	return c
+}
+
 // DisableModules sets kernel.modules_disabled=1 once the modules and data
 // steps have loaded what the host needs, before any service starts: from
 // then on no module can be loaded, by anyone.

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"hardvisor.dev/hardvisor/config"
+	"hardvisor.dev/hardvisor/image/selinux"
 	"hardvisor.dev/hardvisor/init/network"
 	"hardvisor.dev/hardvisor/services/cgroups"
 	"hardvisor.dev/hardvisor/services/supervise"
@@ -33,6 +34,19 @@ const (
 	AuditDir = config.DataDir + "/audit"
 )
 
+// Paths of the hypervisor services and their payload, which an image with
+// guests carries (image/hypervisor puts them there).
+const (
+	// Libvirtd is libvirt's daemon; LibvirtSocket its read-write socket.
+	Libvirtd      = "/usr/sbin/libvirtd"
+	LibvirtSocket = "/run/libvirt/libvirt-sock"
+	// PayloadImage is the squashfs holding QEMU and libvirt inside the
+	// initramfs; PID 1 mounts it read-only on PayloadDir, where each
+	// payload file's own path in the image points.
+	PayloadImage = "/usr/lib/hardvisor/payload.squashfs"
+	PayloadDir   = "/usr/lib/hardvisor/payload"
+)
+
 // Identities of the built-in services: none runs as root.
 const (
 	// MgmtdUID and MgmtdGID are mgmtd's user and group; the group may read
@@ -47,7 +61,7 @@ const (
 // API, in the management namespace, when the config turns the API on. It
 // runs as MgmtdUID with no capabilities (CAP_NET_BIND_SERVICE alone for a
 // port below 1024), owns AuditDir, and reaches PID 1 through ControlGID.
-// (The hypervisor services join this list.)
+// A config with guests adds the hypervisor services.
 func Builtin(c *config.Config) []supervise.Spec {
 	var specs []supervise.Spec
 	if api := c.Management.API; api.ClientCA != "" {
@@ -69,12 +83,28 @@ func Builtin(c *config.Config) []supervise.Spec {
 			Capabilities:    caps,
 			StateDirs:       []string{AuditDir},
 			NoNewPrivileges: true,
+			SELinuxLabel:    selinux.MgmtLabel,
 			Required:        true,
 			Ready:           &supervise.Probe{Check: supervise.TCPListen{Port: api.Port}},
 			Cgroup:          cgroups.Limits{MemoryMin: 32 * config.Mi, MemoryMax: 128 * config.Mi, PIDsMax: 256},
 		})
 	}
 	return specs
+}
+
+// hypervisor gives the services of a host with guests: libvirtd, as root
+// with every capability (it creates taps, cgroups and mount namespaces for
+// QEMU, and labels guests), on its unix socket alone.
+func hypervisor() []supervise.Spec {
+	return []supervise.Spec{{
+		Name:     "libvirtd",
+		Command:  []string{Libvirtd},
+		Env:      Env,
+		Dir:      "/",
+		Required: true,
+		Ready:    &supervise.Probe{Check: supervise.FileExists{Path: LibvirtSocket}},
+		Cgroup:   cgroups.Limits{MemoryMin: 64 * config.Mi, MemoryMax: 512 * config.Mi, PIDsMax: 1024},
+	}}
 }
 
 // Specs gives every service of c: the built-in ones, then the config's in

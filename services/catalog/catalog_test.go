@@ -128,6 +128,7 @@ func TestBuiltinMgmtd(t *testing.T) {
 			Capabilities:    tc.caps,
 			StateDirs:       []string{"/var/lib/hardvisor/audit"},
 			NoNewPrivileges: true,
+			SELinuxLabel:    "system_u:system_r:hv_mgmt_t:s0",
 			Required:        true,
 			Ready:           &supervise.Probe{Check: supervise.TCPListen{Port: tc.port}},
 			Cgroup:          cgroups.Limits{MemoryMin: 32 << 20, MemoryMax: 128 << 20, PIDsMax: 256},

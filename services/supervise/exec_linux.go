@@ -36,10 +36,10 @@ func sysProcAttr(spec *Spec, caps []uintptr, cgroupFD int) *syscall.SysProcAttr 
 }
 
 // spawnIsolated starts cmd through sp, first entering spec's network
-// namespace, setting no_new_privs and dropping the bounding set down to caps
-// where the spec asks for it.
+// namespace, setting no_new_privs, dropping the bounding set down to caps
+// and setting the SELinux exec label where the spec asks for it.
 //
-// Go cannot apply these in the child itself, but all three are per-thread
+// Go cannot apply these in the child itself, but all four are per-thread
 // state a forked child inherits from the thread that forks it. So the start
 // happens on a fresh goroutine locked to its OS thread, which is changed
 // first and never unlocked: when the goroutine returns the runtime
@@ -49,7 +49,7 @@ func sysProcAttr(spec *Spec, caps []uintptr, cgroupFD int) *syscall.SysProcAttr 
 // locked). This needs no helper binary and no re-exec of PID 1; it needs
 // Spawn to call cmd.Start on the calling goroutine.
 func spawnIsolated(sp Spawner, cmd *exec.Cmd, spec *Spec, caps []uintptr) (<-chan Exit, error) {
-	if spec.NetNS == "" && caps == nil && !spec.NoNewPrivileges {
+	if spec.NetNS == "" && caps == nil && !spec.NoNewPrivileges && spec.SELinuxLabel == "" {
 		return sp.Spawn(cmd)
 	}
 	type result struct {
@@ -116,8 +116,19 @@ func isolateThread(spec *Spec, caps []uintptr) error {
 			}
 		}
 	}
+	if spec.SELinuxLabel != "" {
+		// The thread's exec label: the child the thread forks inherits it
+		// and its execve consumes it. /proc/self would name the main thread,
+		// whose label only the main thread may set.
+		if err := os.WriteFile(execAttr, []byte(spec.SELinuxLabel), 0); err != nil {
+			return fmt.Errorf("set SELinux exec label %s: %w", spec.SELinuxLabel, err)
+		}
+	}
 	return nil
 }
+
+// execAttr is the calling thread's SELinux exec label.
+const execAttr = "/proc/thread-self/attr/exec"
 
 // lastCap is the highest capability the kernel knows.
 func lastCap() int {

@@ -17,8 +17,8 @@ func sysProcAttr(spec *Spec, _ []uintptr, _ int) *syscall.SysProcAttr {
 }
 
 func spawnIsolated(sp Spawner, cmd *exec.Cmd, spec *Spec, caps []uintptr) (<-chan Exit, error) {
-	if spec.NetNS != "" || caps != nil || spec.NoNewPrivileges {
-		return nil, errors.New("network namespaces and capabilities need Linux")
+	if spec.NetNS != "" || caps != nil || spec.NoNewPrivileges || spec.SELinuxLabel != "" {
+		return nil, errors.New("network namespaces, capabilities and SELinux labels need Linux")
 	}
 	return sp.Spawn(cmd)
 }

@@ -10,8 +10,9 @@ import (
 
 // Validate checks a set of service specs: names unique and non-empty, a
 // command each, dependencies that exist and form no cycle, capabilities
-// known, state directories absolute. It reports every problem at once, naming the services, and is what
-// the builder runs to refuse a bad config before it reaches a host.
+// known, state directories absolute, SELinux labels well formed. It reports
+// every problem at once, naming the services, and is what the builder runs
+// to refuse a bad config before it reaches a host.
 func Validate(specs []Spec) error {
 	var errs []error
 	index := map[string]int{}
@@ -51,6 +52,9 @@ func Validate(specs []Spec) error {
 		if _, err := capSet(s.Capabilities); err != nil {
 			errs = append(errs, fmt.Errorf("service %q: %w", s.Name, err))
 		}
+		if s.SELinuxLabel != "" && !validLabel(s.SELinuxLabel) {
+			errs = append(errs, fmt.Errorf("service %q: SELinux label %q: want user:role:type:level", s.Name, s.SELinuxLabel))
+		}
 		if s.Health != nil && s.Health.Check == nil || s.Ready != nil && s.Ready.Check == nil {
 			errs = append(errs, fmt.Errorf("service %q: probe without a check", s.Name))
 		}
@@ -65,6 +69,21 @@ func Validate(specs []Spec) error {
 		return fmt.Errorf("dependency cycle: %s", strings.Join(cycle, " -> "))
 	}
 	return nil
+}
+
+// validLabel reports whether l looks like an SELinux context: user, role,
+// type and a level (which has colons of its own, s0:c1,c2), none empty.
+func validLabel(l string) bool {
+	parts := strings.SplitN(l, ":", 4)
+	if len(parts) != 4 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || strings.ContainsAny(p, " \t\n") {
+			return false
+		}
+	}
+	return true
 }
 
 // deps is a service's dependencies, Requires then After, without repeats.

@@ -57,6 +57,12 @@ type Spec struct {
 	// missing and gives it to User with mode 0700, so a service without
 	// root can own its state and nothing else.
 	StateDirs []string
+	// SELinuxLabel is the SELinux context the service runs in
+	// ("system_u:system_r:hv_mgmt_t:s0"): the policy must let the
+	// supervisor's domain transition to it with the program as entrypoint
+	// (and, with NoNewPrivileges, allow the nnp_transition). Empty keeps the
+	// supervisor's own context.
+	SELinuxLabel string
 	// NetNS is the path of a network namespace (/run/netns/mgmt) the service
 	// runs in; empty is the supervisor's.
 	NetNS string

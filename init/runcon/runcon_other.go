@@ -1,0 +1,7 @@
+//go:build !linux
+
+package main
+
+import "errors"
+
+func runcon(string, []string) error { return errors.New("SELinux needs Linux") }
