@@ -12,7 +12,7 @@ export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 
 
 BUILD_PKGS := linux-image-amd64 systemd-boot-efi binutils sbsigntool secilc squashfs-tools
 TEST_PKGS := qemu-system-x86 qemu-utils ovmf ipxe-qemu dosfstools mtools openssl nmap iproute2 \
-	libvirt-daemon libvirt-daemon-driver-qemu setools
+	libvirt-daemon libvirt-daemon-driver-qemu dmidecode setools
 UNIT_PKGS = $$($(GO) list ./... | grep -v /qemu-tests)
 
 .PHONY: all image image-debug test unit qemu-test bench deps test-deps bin/hardvisor clean

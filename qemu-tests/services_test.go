@@ -63,13 +63,21 @@ services:
     ready: {file: /run/godot}
 `
 
-// buildConfig builds an image from a config the test writes, with the
+// buildConfig builds an image from a config the test writes (and files
+// beside it, by name), with the
 // shared cache so PID 1 is not compiled again.
-func buildConfig(t *testing.T, name, yaml string) string {
+func buildConfig(t *testing.T, name, yaml string, files ...map[string][]byte) string {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	for _, fs := range files {
+		for n, b := range fs {
+			if err := os.WriteFile(filepath.Join(filepath.Dir(cfg), n), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	c, err := cache.Default()
 	if err != nil {

@@ -172,6 +172,9 @@ func Run(opts Options) (*Result, error) {
 	if err := addAPIFiles(tree, cfg, filepath.Dir(opts.ConfigPath)); err != nil {
 		return nil, err
 	}
+	if err := addGuestImages(tree, cfg, filepath.Dir(opts.ConfigPath)); err != nil {
+		return nil, err
+	}
 	key, err := inputKey(bb.Key, tree, opts, pl, signer)
 	if err != nil {
 		return nil, err
@@ -335,6 +338,37 @@ func addAPIFiles(t *rootfs.Tree, cfg *config.Config, dir string) error {
 		gid  uint32
 	}{{"ca.pem", ca, 0o644, 0}, {"server.pem", cert, 0o644, 0}, {"server-key.pem", key, 0o440, catalog.MgmtdGID}} {
 		if err := t.Add(rootfs.Entry{Path: base + "/" + f.name, Kind: rootfs.File, Mode: f.mode, Data: f.data, GID: f.gid}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addGuestImages puts each guest's disk image (its template's image or its
+// own, relative to the config file) into the image at
+// config.GuestImagePath, where vmm copies it from to the guest's disk on
+// its first start. An image must be a regular file no larger than the
+// guest's disk size, when that is set.
+func addGuestImages(t *rootfs.Tree, cfg *config.Config, dir string) error {
+	for i, g := range cfg.GuestSpecs() {
+		if g.Image == "" {
+			continue
+		}
+		p := g.Image
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		field := fmt.Sprintf("guests[%d] (%s): image", i, g.Name)
+		fi, err := os.Stat(p)
+		switch {
+		case err != nil:
+			return fmt.Errorf("%s: %w", field, err)
+		case !fi.Mode().IsRegular():
+			return fmt.Errorf("%s: %s is not a regular file", field, p)
+		case g.Disk > 0 && fi.Size() > int64(g.Disk):
+			return fmt.Errorf("%s: %s is %d bytes, more than the disk size %s", field, p, fi.Size(), g.Disk)
+		}
+		if err := t.AddFile(config.GuestImagePath(g.Name), p, 0o444); err != nil {
 			return err
 		}
 	}

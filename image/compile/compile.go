@@ -266,7 +266,7 @@ func Key(goVersion, srcDir string, pkgs, dirs, tags []string) (string, error) {
 }
 
 // HashSource writes the name and content of go.mod, go.sum and every non-test
-// .go file under dir (skipping qemu-tests, output and hidden directories) to w,
+// .go file and embedded .yaml and .cil file under dir (skipping qemu-tests, output and hidden directories) to w,
 // in a fixed order.
 func HashSource(w io.Writer, dir string) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -281,7 +281,8 @@ func HashSource(w io.Writer, dir string) error {
 			return nil
 		}
 		isGo := strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go")
-		if !isGo && rel != "go.mod" && rel != "go.sum" && !strings.HasSuffix(p, ".yaml") {
+		// .yaml and .cil files are embedded (config, SELinux policy).
+		if !isGo && rel != "go.mod" && rel != "go.sum" && !strings.HasSuffix(p, ".yaml") && !strings.HasSuffix(p, ".cil") {
 			return nil
 		}
 		b, err := os.ReadFile(p)

@@ -22,6 +22,8 @@ import (
 const (
 	Libvirtd = catalog.Libvirtd
 	QEMU     = "/usr/bin/qemu-system-x86_64"
+	// Dmidecode gives libvirt the machine's SMBIOS tables (host sysinfo).
+	Dmidecode = "/usr/sbin/dmidecode"
 )
 
 // QEMUUser is the unprivileged account libvirt runs every QEMU process as
@@ -60,16 +62,16 @@ func Spec() (closure.Spec, error) {
 		return closure.Spec{}, fmt.Errorf("libvirt's CPU map %s/x86_*.xml missing: apt-get install libvirt-daemon", CPUMapDir)
 	}
 	extra := slices.Concat(dlopened, firmware, []string{filepath.Join(CPUMapDir, "index.xml")}, x86)
-	return closure.Spec{Binaries: []string{Libvirtd, QEMU}, Extra: extra}, nil
+	return closure.Spec{Binaries: []string{Libvirtd, QEMU, Dmidecode}, Extra: extra}, nil
 }
 
 // Packages are the Debian packages the payload comes from, for the error
 // that names what to install.
-var Packages = []string{"libvirt-daemon", "libvirt-daemon-driver-qemu", "qemu-system-x86"}
+var Packages = []string{"libvirt-daemon", "libvirt-daemon-driver-qemu", "qemu-system-x86", "dmidecode"}
 
 // Resolve collects the payload from the build host.
 func Resolve() (*closure.Closure, error) {
-	for _, p := range []string{Libvirtd, QEMU} {
+	for _, p := range []string{Libvirtd, QEMU, Dmidecode} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("guests need %s, which is missing: apt-get install %v", p, Packages)
 		}

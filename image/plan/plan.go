@@ -118,6 +118,9 @@ func New(cfg *config.Config, opts Options) (*Plan, error) {
 		}
 		pkgs = append(pkgs, MgmtdPackage)
 	}
+	if len(cfg.Guests) > 0 {
+		pkgs = append(pkgs, VmmdPackage)
+	}
 	var tags []string
 	if cfg.Profile == "debug" {
 		pkgs = append(pkgs, StatusPackage, RunconPackage)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"hardvisor.dev/hardvisor/config"
 	"hardvisor.dev/hardvisor/image/selinux"
@@ -45,7 +46,15 @@ const (
 	// payload file's own path in the image points.
 	PayloadImage = "/usr/lib/hardvisor/payload.squashfs"
 	PayloadDir   = "/usr/lib/hardvisor/payload"
+	// Vmmd is the guests' service program (a command of the busybox);
+	// VmmSocket its API, for ControlGID.
+	Vmmd      = "/bbin/vmmd"
+	VmmSocket = "/run/hardvisor/vmm.sock"
 )
+
+// GuestShutdown is how long guests have to power off by ACPI when the host
+// stops before they are destroyed.
+const GuestShutdown = 30 * time.Second
 
 // Identities of the built-in services: none runs as root.
 const (
@@ -89,12 +98,18 @@ func Builtin(c *config.Config) []supervise.Spec {
 			Cgroup:          cgroups.Limits{MemoryMin: 32 * config.Mi, MemoryMax: 128 * config.Mi, PIDsMax: 256},
 		})
 	}
+	if len(c.Guests) > 0 {
+		specs = append(specs, hypervisor()...)
+	}
 	return specs
 }
 
 // hypervisor gives the services of a host with guests: libvirtd, as root
 // with every capability (it creates taps, cgroups and mount namespaces for
-// QEMU, and labels guests), on its unix socket alone.
+// QEMU, raises QEMU's locked-memory limit and labels guests), on its unix
+// socket alone; and vmm, which runs the config's guests through it and
+// shuts them down (ACPI, then destroy after GuestShutdown) before the
+// service manager stops libvirtd.
 func hypervisor() []supervise.Spec {
 	return []supervise.Spec{{
 		Name:     "libvirtd",
@@ -104,6 +119,23 @@ func hypervisor() []supervise.Spec {
 		Required: true,
 		Ready:    &supervise.Probe{Check: supervise.FileExists{Path: LibvirtSocket}},
 		Cgroup:   cgroups.Limits{MemoryMin: 64 * config.Mi, MemoryMax: 512 * config.Mi, PIDsMax: 1024},
+	}, {
+		Name: "vmm",
+		Command: []string{Vmmd, "--socket", LibvirtSocket, "--listen", VmmSocket,
+			"--group", strconv.Itoa(ControlGID), "--shutdown-timeout", GuestShutdown.String()},
+		Env:      Env,
+		Dir:      "/",
+		After:    []string{"libvirtd"},
+		Requires: []string{"libvirtd"},
+		// Guest disks are on the data partition.
+		Conditions: []supervise.Condition{supervise.Mounted{Path: config.DataDir}},
+		// nftables and bridge ports; the API socket's group.
+		Capabilities:    []string{"CAP_NET_ADMIN", "CAP_CHOWN"},
+		NoNewPrivileges: true,
+		Required:        true,
+		Ready:           &supervise.Probe{Check: supervise.FileExists{Path: VmmSocket}},
+		StopTimeout:     GuestShutdown + 10*time.Second,
+		Cgroup:          cgroups.Limits{MemoryMin: 16 * config.Mi, MemoryMax: 128 * config.Mi, PIDsMax: 256},
 	}}
 }
 

@@ -37,7 +37,30 @@ func Open(mount string, r config.Resources, m Size) (*Tree, error) {
 	if _, err := cgroup2.NewManager(mount, "/"+Machine, mres); err != nil {
 		return nil, fmt.Errorf("create cgroup %s: %w", Machine, err)
 	}
+	// libvirt sets each guest's ceilings in machine/<guest>: the root and
+	// machine/ pass it every controller those need.
+	for _, dir := range []string{mount, filepath.Join(mount, Machine)} {
+		if err := enableControllers(dir, MachineControllers); err != nil {
+			return nil, err
+		}
+	}
 	return &Tree{mount: mount, NoRoom: noRoom}, nil
+}
+
+// MachineControllers are the controllers of the guests' ceilings: cpu.max
+// and cpu.weight, memory.max, io.max, pids.max.
+var MachineControllers = []string{"cpu", "memory", "io", "pids"}
+
+// enableControllers turns ctrls on in dir's cgroup.subtree_control.
+func enableControllers(dir string, ctrls []string) error {
+	var b strings.Builder
+	for _, c := range ctrls {
+		b.WriteString("+" + c + " ")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(strings.TrimSpace(b.String())), 0); err != nil {
+		return fmt.Errorf("enable controllers %v in %s: %w", ctrls, dir, err)
+	}
+	return nil
 }
 
 // Place creates (or updates) hardvisor.slice/<name> with l (DefaultLimits for

@@ -1,7 +1,8 @@
 // Command mgmtd is the management API: HTTPS with mutual TLS 1.3 on the
 // management address (it runs in the management network namespace), roles
 // from the client certificates, every change and every denial in the audit
-// log. It acts on the host through PID 1's control socket.
+// log. It acts on the host through PID 1's control socket, and on the
+// guests through vmm's socket when --vmm names it.
 package main
 
 import (

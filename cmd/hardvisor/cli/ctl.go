@@ -15,11 +15,15 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
+	"hardvisor.dev/hardvisor/config"
 	"hardvisor.dev/hardvisor/services/mgmt/api"
 	"hardvisor.dev/hardvisor/services/mgmt/audit"
 	"hardvisor.dev/hardvisor/services/mgmt/pki"
 	"hardvisor.dev/hardvisor/services/status"
+	"hardvisor.dev/hardvisor/services/vmm"
 )
 
 const ctlUsage = `usage: hardvisor ctl --endpoint https://HOST[:PORT] --cert CERT.pem --key KEY.pem --ca CA.pem [--json] COMMAND
@@ -32,6 +36,10 @@ commands:
   network                          the network layout
   audit [--after SEQ] [--limit N]  the audit log's records after SEQ (operator; default 100)
   reboot | poweroff                reboot or power off the host (admin)
+  guests                           the guests
+  guest NAME                       a guest's status and cgroup ceilings
+  guest NAME console               the tail of a guest's console log
+  guest NAME start|stop|restart    start, stop (ACPI, then destroy) or restart a guest (operator)
 `
 
 // ctlDefaultPort is the management API's port when --endpoint has none.
@@ -142,6 +150,14 @@ func ctlParse(pos []string, set map[string]bool, lines int, after uint64, limit 
 		}
 	case status.PowerReboot, status.PowerPoweroff:
 		c = &ctlCommand{method: http.MethodPost, path: "/v1/power", body: api.PowerRequest{Action: name}, show: ctlShowPower}
+	case "guests":
+		c = &ctlCommand{method: http.MethodGet, path: "/v1/guests", show: ctlShowGuests}
+	case "guest":
+		var err error
+		if c, err = ctlGuest(args); err != nil {
+			return nil, err
+		}
+		args = nil
 	default:
 		return nil, &UsageError{Msg: fmt.Sprintf("ctl: unknown command %q\n%s", name, ctlUsage)}
 	}
@@ -160,6 +176,29 @@ func ctlParse(pos []string, set map[string]bool, lines int, after uint64, limit 
 		}
 	}
 	return c, nil
+}
+
+// ctlGuest is `guest NAME [VERB]`: the guest's status, its console, or
+// an action on it.
+func ctlGuest(args []string) (*ctlCommand, error) {
+	const usage = "usage: hardvisor ctl [flags] guest NAME [start|stop|restart|console]"
+	if len(args) < 1 || len(args) > 2 || args[0] == "" {
+		return nil, &UsageError{Msg: usage}
+	}
+	path := "/v1/guests/" + url.PathEscape(args[0])
+	verb := ""
+	if len(args) == 2 {
+		verb = args[1]
+	}
+	switch verb {
+	case "":
+		return &ctlCommand{method: http.MethodGet, path: path, show: ctlShowGuest}, nil
+	case "console":
+		return &ctlCommand{method: http.MethodGet, path: path + "/console", show: ctlShowConsole}, nil
+	case "start", "stop", "restart":
+		return &ctlCommand{method: http.MethodPost, path: path + "/" + verb, show: ctlShowGuestAction(verb)}, nil
+	}
+	return nil, &UsageError{Msg: fmt.Sprintf("ctl: guest %s: unknown action %q\n%s", args[0], verb, usage)}
 }
 
 // ctlEndpoint checks --endpoint: https, a host, nothing after it.
@@ -366,4 +405,183 @@ func ctlDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func ctlShowGuests(w io.Writer, body []byte) error {
+	var r vmm.ListReply
+	if err := ctlDecode(body, &r); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tLABEL\tCPU\tMEMORY\tRESTARTS\tERROR")
+	for _, g := range r.Guests {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", g.Name, ctlGuestState(g), ctlNumber(g.PID), ctlDash(g.Label),
+			ctlCPUMax(g.Want.CPUMax), ctlMemoryMax(g.Want.MemoryMax), g.Restarts, ctlDash(g.Error))
+	}
+	return tw.Flush()
+}
+
+func ctlShowGuest(w io.Writer, body []byte) error {
+	var g vmm.Status
+	if err := ctlDecode(body, &g); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	autostart := "no"
+	if g.Autostart {
+		autostart = "yes"
+	}
+	pid := ctlNumber(g.PID)
+	if g.ID > 0 {
+		pid += fmt.Sprintf(" (domain %d)", g.ID)
+	}
+	nic := "-"
+	if g.Tap != "" || g.Bridge != "" {
+		nic = ctlDash(g.Tap) + " on " + ctlDash(g.Bridge)
+		if g.VID > 0 {
+			nic += fmt.Sprintf(", vlan %d", g.VID)
+		}
+	}
+	since := "-"
+	if !g.Since.IsZero() {
+		since = g.Since.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(tw, "name:\t%s\n", g.Name)
+	fmt.Fprintf(tw, "state:\t%s\n", ctlGuestState(g))
+	fmt.Fprintf(tw, "since:\t%s\n", since)
+	fmt.Fprintf(tw, "autostart:\t%s\n", autostart)
+	fmt.Fprintf(tw, "pid:\t%s\n", pid)
+	fmt.Fprintf(tw, "label:\t%s\n", ctlDash(g.Label))
+	fmt.Fprintf(tw, "nic:\t%s\n", nic)
+	fmt.Fprintf(tw, "cgroup:\t%s\n", ctlDash(g.Cgroup))
+	fmt.Fprintf(tw, "restarts:\t%d\n", g.Restarts)
+	fmt.Fprintf(tw, "error:\t%s\n", ctlDash(g.Error))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// The ceilings as they should be and, while there is a cgroup, as
+	// read back: a difference is one of the guest's errors.
+	var got vmm.Ceilings
+	if g.Ceilings != nil {
+		got = *g.Ceilings
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CEILING\tWANT\tNOW")
+	for _, c := range []struct{ name, want, got string }{
+		{"cpu.max", g.Want.CPUMax, got.CPUMax},
+		{"cpu.weight", g.Want.CPUWeight, got.CPUWeight},
+		{"memory.max", g.Want.MemoryMax, got.MemoryMax},
+		{"io.max", g.Want.IOMax, got.IOMax},
+		{"pids.max", g.Want.PIDsMax, got.PIDsMax},
+	} {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.name, ctlDash(c.want), ctlDash(c.got))
+	}
+	return tw.Flush()
+}
+
+func ctlShowGuestAction(verb string) func(io.Writer, []byte) error {
+	return func(w io.Writer, body []byte) error {
+		var g vmm.Status
+		if err := ctlDecode(body, &g); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(w, "%s %s: %s\n", verb, g.Name, ctlGuestState(g))
+		return err
+	}
+}
+
+func ctlShowConsole(w io.Writer, body []byte) error {
+	var r api.ConsoleReply
+	if err := ctlDecode(body, &r); err != nil {
+		return err
+	}
+	text := ctlTerminalSafe(r.Console)
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	_, err := io.WriteString(w, text)
+	return err
+}
+
+// ctlGuestState is a guest's state with its reason, and whether vmm gave
+// up on it: "shutoff (crashed), failed".
+func ctlGuestState(g vmm.Status) string {
+	s := ctlDash(g.State)
+	if g.Reason != "" {
+		s += " (" + g.Reason + ")"
+	}
+	if g.Failed {
+		s += ", failed"
+	}
+	return s
+}
+
+// ctlCPUMax is a cpu.max ("QUOTA PERIOD") as the share of one CPU that
+// config's limits.cpu gives: "200%"; "max" without a ceiling.
+func ctlCPUMax(s string) string {
+	quota, period, ok := strings.Cut(s, " ")
+	if quota == "max" {
+		return "max"
+	}
+	q, err1 := strconv.ParseInt(quota, 10, 64)
+	p, err2 := strconv.ParseInt(period, 10, 64)
+	if !ok || err1 != nil || err2 != nil || p <= 0 {
+		return ctlDash(s)
+	}
+	return strconv.FormatInt(q*100/p, 10) + "%"
+}
+
+// ctlMemoryMax is a memory.max in bytes as config writes sizes: "4Gi".
+func ctlMemoryMax(s string) string {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return ctlDash(s)
+	}
+	return config.Size(n).String()
+}
+
+func ctlNumber(n int) string {
+	if n <= 0 {
+		return "-"
+	}
+	return strconv.Itoa(n)
+}
+
+// ctlTerminalSafe makes a guest's console text safe to print on the
+// operator's terminal: the guest writes it, and a guest is not trusted.
+// Colour and cursor sequences (CSI) are dropped, "\r\n" becomes "\n",
+// and any other control character, bidirectional override or byte that is
+// not UTF-8 is shown escaped ("\x07", "\u202e"); newlines and tabs stay.
+func ctlTerminalSafe(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '\x1b' && i+1 < len(s) && s[i+1] == '[':
+			// ESC [, parameter and intermediate bytes, one final byte.
+			j := i + 2
+			for j < len(s) && s[j] >= 0x20 && s[j] <= 0x3f {
+				j++
+			}
+			if j < len(s) && s[j] >= 0x40 && s[j] <= 0x7e {
+				i = j + 1
+				continue
+			}
+			b.WriteString(`\x1b`)
+		case r == '\r' && strings.HasPrefix(s[i+1:], "\n"):
+		case r == '\n' || r == '\t':
+			b.WriteRune(r)
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r < 0x100 && unicode.IsControl(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unicode.Is(unicode.Bidi_Control, r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }

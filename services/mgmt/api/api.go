@@ -1,6 +1,7 @@
 // Package api is the management API's HTTP handler: JSON over HTTPS with
 // mutual TLS (the server runs it with pki.ServerTLSConfig), versioned under
-// /v1/, acting on the host through PID 1's control socket (Host).
+// /v1/, acting on the host through PID 1's control socket (Host) and on
+// its guests through vmm's (Guests).
 //
 //	role      request                                 answer
 //	viewer    GET  /v1/status                         the whole status.Report
@@ -11,6 +12,15 @@
 //	viewer    GET  /v1/network                        the report's Network (null before it is laid out)
 //	operator  GET  /v1/audit?after=SEQ&limit=N        AuditReply (N 1-1000, default 100)
 //	admin     POST /v1/power {"action":"reboot"}      202 PowerReply (or "poweroff")
+//	viewer    GET  /v1/guests                         vmm.ListReply: every guest's vmm.Status
+//	viewer    GET  /v1/guests/NAME                    vmm.Status
+//	viewer    GET  /v1/guests/NAME/console            ConsoleReply: the console log's tail
+//	operator  POST /v1/guests/NAME/start              202 vmm.Status once running
+//	operator  POST /v1/guests/NAME/stop               202 vmm.Status once off (ACPI, destroyed after vmm's deadline)
+//	operator  POST /v1/guests/NAME/restart            202 vmm.Status once running again
+//
+// The guests' statuses are vmm's, as it gives them: read from vmm at each
+// request, not cached, vmm keeping them in memory.
 //
 // Routing is by hand, not with ServeMux patterns: the u-root busybox build
 // may compile this package with pre-1.22 ServeMux semantics.
@@ -21,18 +31,21 @@
 // request without a verified client certificate gets 401, one whose role
 // does not allow the operation 403. Errors are JSON, ErrorReply, with 400
 // for bad input (unknown query parameters and JSON fields included), 404
-// for an unknown path or service, 405 for a wrong method (with Allow), 413
-// for a body over MaxBody, 502 when the host fails and 503 when the audit
-// log cannot record a change.
+// for an unknown path, service or guest, and for every guests path on a
+// host that runs none ("this host runs no guests"), 405 for a wrong method
+// (with Allow), 413 for a body over MaxBody, 502 when the host or vmm fails
+// and 503 when vmm cannot be reached or the audit log cannot record a
+// change.
 //
 // # Audit
 //
 // Every denied request (401, 403) and every request to change something
-// (restart, power) is appended to the audit log; reads are not. A change is
+// (restart, power, a guest's start, stop, restart) is appended to the audit
+// log; reads are not. A change is
 // recorded before it is carried out, with the status 202 it is answered
 // with: if the record cannot be written the change is not made (503). When
 // the host then fails, a second record of the same request gives the final
-// status (404, 502) and the error. A change refused for its input (400,
+// status (404, 502, 503) and the error. A change refused for its input (400,
 // 413) is recorded with that status.
 package api
 
@@ -78,6 +91,9 @@ var ErrUnknownService = status.ErrUnknownService
 type Options struct {
 	// Host is what the API acts on; required.
 	Host Host
+	// Guests is vmm, for /v1/guests. Nil: the host runs no guests, and
+	// every guests path answers 404.
+	Guests Guests
 	// Audit is the audit log. Nil: every change is refused with 503 and
 	// /v1/audit answers 503.
 	Audit *audit.Log
@@ -157,12 +173,13 @@ func New(opts Options) http.Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &handler{host: opts.Host, audit: opts.Audit, log: opts.Logger, now: opts.Now,
+	return &handler{host: opts.Host, guests: opts.Guests, audit: opts.Audit, log: opts.Logger, now: opts.Now,
 		status: &statusCache{host: opts.Host, now: opts.Now}}
 }
 
 type handler struct {
 	host   Host
+	guests Guests // nil when the host runs no guests
 	audit  *audit.Log
 	log    *slog.Logger
 	now    func() time.Time
@@ -191,14 +208,14 @@ type op struct {
 	// read answers a request that changes nothing; change checks the
 	// input of one that does and says what to do. One of them is set.
 	read   func(h *handler, r *http.Request, target string) (any, error)
-	change func(r *http.Request, target string) (*change, error)
+	change func(h *handler, r *http.Request, target string) (*change, error)
 }
 
 // change is a checked request to change something.
 type change struct {
 	action string // as audited, when more precise than the op's
-	do     func(ctx context.Context, h Host) error
-	reply  any
+	// do carries the change out and gives the answer's body.
+	do func(ctx context.Context) (any, error)
 }
 
 // route finds the operation for a request path.
@@ -220,16 +237,33 @@ func route(path string) (op, bool) {
 		return op{method: http.MethodGet, need: pki.RoleOperator, action: "audit.read", read: readAudit}, true
 	case "power":
 		return op{method: http.MethodPost, need: pki.RoleAdmin, action: "power", change: changePower}, true
+	case "guests":
+		return op{method: http.MethodGet, need: pki.RoleViewer, action: "guests.read", read: readGuests}, true
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || parts[0] != "services" || parts[1] == "" {
+	if len(parts) < 2 || len(parts) > 3 || parts[1] == "" {
 		return op{}, false
 	}
-	switch parts[2] {
-	case "logs":
-		return op{method: http.MethodGet, need: pki.RoleViewer, action: "services.logs", target: parts[1], read: readLogs}, true
-	case "restart":
-		return op{method: http.MethodPost, need: pki.RoleOperator, action: "services.restart", target: parts[1], change: changeRestart}, true
+	name := parts[1]
+	if len(parts) == 2 {
+		if parts[0] == "guests" {
+			return op{method: http.MethodGet, need: pki.RoleViewer, action: "guests.read", target: name, read: readGuest}, true
+		}
+		return op{}, false
+	}
+	switch parts[0] + "/" + parts[2] {
+	case "services/logs":
+		return op{method: http.MethodGet, need: pki.RoleViewer, action: "services.logs", target: name, read: readLogs}, true
+	case "services/restart":
+		return op{method: http.MethodPost, need: pki.RoleOperator, action: "services.restart", target: name, change: changeRestart}, true
+	case "guests/console":
+		return op{method: http.MethodGet, need: pki.RoleViewer, action: "guests.console", target: name, read: readConsole}, true
+	case "guests/start":
+		return op{method: http.MethodPost, need: pki.RoleOperator, action: "guests.start", target: name, change: changeGuest(Guests.Start)}, true
+	case "guests/stop":
+		return op{method: http.MethodPost, need: pki.RoleOperator, action: "guests.stop", target: name, change: changeGuest(Guests.Stop)}, true
+	case "guests/restart":
+		return op{method: http.MethodPost, need: pki.RoleOperator, action: "guests.restart", target: name, change: changeGuest(Guests.Restart)}, true
 	}
 	return op{}, false
 }
@@ -307,7 +341,7 @@ func (h *handler) deny(w http.ResponseWriter, rec audit.Record, code int, msg st
 func (h *handler) serveChange(w http.ResponseWriter, r *http.Request, o op, rec audit.Record) {
 	start := h.now()
 	rec.Allowed = true
-	ch, err := o.change(r, o.target)
+	ch, err := o.change(h, r, o.target)
 	if err != nil {
 		code, msg := errStatus(err)
 		rec.Status, rec.Detail = code, msg
@@ -329,7 +363,7 @@ func (h *handler) serveChange(w http.ResponseWriter, r *http.Request, o op, rec 
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), hostActionTimeout)
-	err = ch.do(ctx, h.host)
+	reply, err := ch.do(ctx)
 	cancel()
 	h.status.invalidate()
 	if err != nil {
@@ -346,7 +380,7 @@ func (h *handler) serveChange(w http.ResponseWriter, r *http.Request, o op, rec 
 	}
 	h.log.Info("change", "actor", rec.Actor, "role", rec.Role, "action", rec.Action, "target", rec.Target,
 		"took", h.now().Sub(start))
-	writeJSON(w, http.StatusAccepted, ch.reply)
+	writeJSON(w, http.StatusAccepted, reply)
 }
 
 func (h *handler) append(rec audit.Record) (audit.Record, error) {
@@ -356,25 +390,30 @@ func (h *handler) append(rec audit.Record) (audit.Record, error) {
 	return h.audit.Append(rec)
 }
 
-func changeRestart(r *http.Request, name string) (*change, error) {
-	if err := noQuery(r); err != nil {
+func changeRestart(h *handler, r *http.Request, name string) (*change, error) {
+	if err := noInput(r); err != nil {
 		return nil, err
 	}
-	// No input, but a body, if any, must be an empty object: a field the
-	// API does not know is a request it would not carry out as meant.
-	var none struct{}
-	if err := decodeBody(r, &none, false); err != nil {
-		return nil, err
-	}
-	return &change{
-		do: func(ctx context.Context, h Host) error {
-			return unknownService(h.Restart(ctx, name), name)
-		},
-		reply: RestartReply{Service: name, Restarted: true},
-	}, nil
+	return &change{do: func(ctx context.Context) (any, error) {
+		if err := h.host.Restart(ctx, name); err != nil {
+			return nil, unknownService(err, name)
+		}
+		return RestartReply{Service: name, Restarted: true}, nil
+	}}, nil
 }
 
-func changePower(r *http.Request, _ string) (*change, error) {
+// noInput checks a change that takes no input: no query, and a body, if
+// any, that is an empty object. A field the API does not know is a request
+// it would not carry out as meant.
+func noInput(r *http.Request) error {
+	if err := noQuery(r); err != nil {
+		return err
+	}
+	var none struct{}
+	return decodeBody(r, &none, false)
+}
+
+func changePower(h *handler, r *http.Request, _ string) (*change, error) {
 	if err := noQuery(r); err != nil {
 		return nil, err
 	}
@@ -388,11 +427,12 @@ func changePower(r *http.Request, _ string) (*change, error) {
 		return nil, errorf(http.StatusBadRequest, "power: unknown action %q: want %s or %s", req.Action, status.PowerReboot, status.PowerPoweroff)
 	}
 	action := req.Action
-	return &change{
-		action: "power." + action,
-		do:     func(ctx context.Context, h Host) error { return h.Power(ctx, action) },
-		reply:  PowerReply{Action: action, Accepted: true},
-	}, nil
+	return &change{action: "power." + action, do: func(ctx context.Context) (any, error) {
+		if err := h.host.Power(ctx, action); err != nil {
+			return nil, err
+		}
+		return PowerReply{Action: action, Accepted: true}, nil
+	}}, nil
 }
 
 // readView answers a read of the status report or one of its parts, from

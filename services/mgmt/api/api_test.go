@@ -22,6 +22,7 @@ import (
 	"hardvisor.dev/hardvisor/services/mgmt/audit"
 	"hardvisor.dev/hardvisor/services/mgmt/pki"
 	"hardvisor.dev/hardvisor/services/status"
+	"hardvisor.dev/hardvisor/services/vmm"
 )
 
 var sample = status.Report{
@@ -488,10 +489,13 @@ func TestWithoutVerifiedRole(t *testing.T) {
 
 // FuzzRequest sends arbitrary requests as an admin: whatever comes in, the
 // answer is one of the documented statuses with a JSON body, and the host
-// is asked to change something only for a request answered 202.
+// or vmm is asked to change something only for a request answered 202 (or
+// the 404, 502 of a failed change).
 func FuzzRequest(f *testing.F) {
 	p := newPKI(f)
 	log := openLog(f)
+	vmmHost := &fakeGuests{}
+	guests := &vmm.Client{Socket: serveVMM(f, vmmHost)}
 	for _, s := range [][3]string{
 		{"GET", "/v1/status", ""},
 		{"GET", "/v1/services/libvirtd/logs", "lines=5"},
@@ -499,13 +503,19 @@ func FuzzRequest(f *testing.F) {
 		{"POST", "/v1/services/libvirtd/restart", ""},
 		{"POST", "/v1/power", ""},
 		{"PUT", "/v1/services/%2e%2e/restart", "a=%zz"},
+		{"GET", "/v1/guests", ""},
+		{"GET", "/v1/guests/web1/console", ""},
+		{"POST", "/v1/guests/web1/stop", ""},
+		{"POST", "/v1/guests/db1/start", ""},
+		{"POST", "/v1/guests/../start", ""},
 	} {
 		f.Add(s[0], s[1], s[2], `{"action":"reboot"}`)
 	}
 	chains := [][]*x509.Certificate{{p.certs[pki.RoleAdmin]}}
 	f.Fuzz(func(t *testing.T, method, path, rawQuery, body string) {
 		host := &fakeHost{}
-		h := api.New(api.Options{Host: host, Audit: log})
+		vmmCalls := len(vmmHost.Calls())
+		h := api.New(api.Options{Host: host, Guests: guests, Audit: log})
 		req := &http.Request{Method: method, URL: &url.URL{Path: path, RawQuery: rawQuery}, Header: http.Header{},
 			Body: io.NopCloser(strings.NewReader(body)), RemoteAddr: "192.0.2.1:1234",
 			TLS: &tls.ConnectionState{VerifiedChains: chains}}
@@ -531,6 +541,9 @@ func FuzzRequest(f *testing.F) {
 					t.Fatalf("%s %s?%s: host asked to %s, answered %d", method, path, rawQuery, c, w.Code)
 				}
 			}
+		}
+		if calls := vmmHost.Calls()[vmmCalls:]; len(calls) > 0 && w.Code != 202 && w.Code != 502 {
+			t.Fatalf("%s %s?%s: vmm asked to %q, answered %d", method, path, rawQuery, calls, w.Code)
 		}
 	})
 }

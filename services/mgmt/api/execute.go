@@ -21,12 +21,15 @@ import (
 	"hardvisor.dev/hardvisor/services/mgmt/pki"
 	"hardvisor.dev/hardvisor/services/status"
 	"hardvisor.dev/hardvisor/services/supervise"
+	"hardvisor.dev/hardvisor/services/vmm"
 )
 
 // Execute is mgmtd: it loads the API's certificates from --pki (ca.pem,
 // server.pem, server-key.pem), opens the audit log (in catalog.AuditDir),
 // forwards it to --syslog when given, and
-// serves the API with mutual TLS 1.3 on --port until ctx is done.
+// serves the API with mutual TLS 1.3 on --port until ctx is done. It acts
+// on the host through PID 1's --socket and, when --vmm names one, on the
+// guests through vmm's socket; without --vmm the host runs no guests.
 func Execute(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mgmtd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -35,6 +38,7 @@ func Execute(ctx context.Context, args []string, stderr io.Writer) error {
 	syslog := fs.String("syslog", "", "remote syslog for the audit log: tcp://, tls:// or udp:// URL")
 	auditPath := fs.String("audit", filepath.Join(catalog.AuditDir, "audit.log"), "audit log")
 	sock := fs.String("socket", status.Socket, "PID 1's control socket")
+	vmmSock := fs.String("vmm", "", "vmm's socket, for the guests API (empty: the host runs no guests)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,14 +81,20 @@ func Execute(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	apiOpts := Options{Host: &status.Client{Socket: *sock}, Audit: alog, Logger: log}
+	if *vmmSock != "" {
+		// The client dials when it needs a connection: vmm may start after
+		// mgmtd, or restart.
+		apiOpts.Guests = &vmm.Client{Socket: *vmmSock}
+	}
 	srv := &http.Server{
-		Handler:           New(Options{Host: &status.Client{Socket: *sock}, Audit: alog, Logger: log}),
+		Handler:           New(apiOpts),
 		TLSConfig:         tc,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("serving the management API", "port", *port, "audit", *auditPath)
+	log.Info("serving the management API", "port", *port, "audit", *auditPath, "vmm", *vmmSock)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(l, "", "") }()
 	select {
