@@ -1,8 +1,11 @@
 package qemutests
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -10,118 +13,251 @@ import (
 	"testing"
 	"time"
 
-	diskfs "github.com/diskfs/go-diskfs"
-	"github.com/diskfs/go-diskfs/disk"
-	"github.com/diskfs/go-diskfs/partition/gpt"
-
+	"hardvisor.dev/hardvisor/cmd/hardvisor/cli"
 	"hardvisor.dev/hardvisor/qemu-tests/qemu"
 	"hardvisor.dev/hardvisor/qemu-tests/testguest"
+	"hardvisor.dev/hardvisor/services/mgmt/pki"
+	"hardvisor.dev/hardvisor/services/vmm"
 )
 
-// guestsConfig is a debug host with a guest network on its second NIC and
-// two tiny guests on it.
+// guestsConfig is a debug host with the management API, a guest network
+// on its second NIC and three tiny guests on it: alpha and beta start at
+// boot; gamma, which touches more memory than its ceiling allows, does not.
 const guestsConfig = `apiVersion: hardvisor.dev/v1
 version: 0.1.0-guests
 profile: debug
 resources:
   reserve: {memory: 512Mi, cpus: 1}
-networks:
+management:
+%snetworks:
   - {name: lab, uplinks: [{mac: "52:54:00:12:34:57"}]}
 templates:
   - name: tiny
     cpus: 1
     memory: 16Mi
     disk: 1Mi
-    limits: {cpu: 50%, cpuWeight: 200, memory: 200Mi, iops: 500, bandwidth: 10Mi, pids: 64}
+    limits: {cpu: 50%%, cpuWeight: 200, memory: 200Mi, iops: 500, bandwidth: 10Mi, pids: 64}
+  - name: hog
+    cpus: 1
+    memory: 192Mi
+    disk: 1Mi
+    limits: {memory: 192Mi}
 guests:
   - {name: alpha, template: tiny, network: lab, autostart: true, image: alpha.img}
   - {name: beta, template: tiny, network: lab, autostart: true, image: beta.img}
+  - {name: gamma, template: hog, network: lab, image: gamma.img}
 `
 
-// dataDisk makes a disk holding only an ext4 HV-DATA partition, for a host
-// booted without a boot disk (direct kernel boot) to keep its state on.
-func dataDisk(t *testing.T, size int64) string {
+// noVirtCPU is TCG's default CPU without hardware virtualization: TCG's
+// CPU offers SVM, so the host would find KVM usable and run its guests (and
+// libvirt's probe of QEMU) on a KVM nested in TCG.
+const noVirtCPU = "qemu64,-svm,-vmx"
+
+// guestBootTimeout bounds a boot whose health gate waits for the autostart
+// guests: libvirt probes QEMU once, and each nested TCG guest starts in
+// tens of seconds.
+const guestBootTimeout = 5 * time.Minute
+
+// dataDisk makes a 256 MiB data disk for the test.
+func dataDisk(t *testing.T) string {
 	t.Helper()
-	mke2fs := needTool(t, "mke2fs", "e2fsprogs")
+	needTool(t, "mke2fs", "e2fsprogs")
 	p := filepath.Join(t.TempDir(), "data.img")
-	d, err := diskfs.Create(p, size, diskfs.SectorSizeDefault)
-	if err != nil {
+	if err := qemu.DataDisk(p, 256<<20); err != nil {
 		t.Fatal(err)
-	}
-	const first = 2048
-	last := uint64(size/512) - 34
-	table := &gpt.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512, ProtectiveMBR: true,
-		Partitions: []*gpt.Partition{{Index: 1, Start: first, End: last, Type: gpt.LinuxFilesystem, Name: "HV-DATA"}}}
-	if err := d.Partition(table); err != nil {
-		t.Fatal(err)
-	}
-	d.Close()
-	var _ *disk.Disk = d
-	off := strconv.FormatInt(first*512, 10)
-	blocks := strconv.FormatUint((last-first+1)*512/4096, 10)
-	if out, err := exec.Command(mke2fs, "-q", "-F", "-t", "ext4", "-L", "HV-DATA", "-b", "4096", "-E", "offset="+off, p, blocks).CombinedOutput(); err != nil {
-		t.Fatalf("mke2fs: %v\n%s", err, out)
 	}
 	return p
 }
 
-// guestImages makes a tiny idle test guest's disk image for each name,
-// named <name>.img, for buildConfig to put beside the config.
-func guestImages(t *testing.T, names ...string) map[string][]byte {
+// guestImages makes each test guest's disk image, named <name>.img, for
+// buildConfig to put beside the config.
+func guestImages(t *testing.T, guests ...testguest.Guest) map[string][]byte {
 	t.Helper()
 	files := map[string][]byte{}
-	for _, n := range names {
-		img, err := testguest.Guest{Name: n, Mode: testguest.ModeIdle}.Image()
+	for _, g := range guests {
+		img, err := g.Image()
 		if err != nil {
 			t.Fatal(err)
 		}
-		files[n+".img"] = img
+		files[g.Name+".img"] = img
 	}
 	return files
 }
 
-// noVirtCPU is TCG's default CPU without hardware virtualization.
-const noVirtCPU = "qemu64,-svm,-vmx"
+// mcsRe takes the categories of a guest's label.
+var mcsRe = regexp.MustCompile(`^system_u:system_r:svirt_tcg_t:s0:(c\d+,c\d+)$`)
 
+// TestGuests boots a host with guests and checks, from this machine
+// through the management API and `hardvisor ctl`, and inside through the
+// debug shell: the autostart guests run and print their marker; each runs
+// as svirt_tcg_t with its own MCS category pair; a process in alpha's
+// label reads alpha's disk and is refused beta's by SELinux in enforcing
+// mode; the guests' cgroups carry their template's ceilings; a guest that
+// touches more memory than its ceiling is killed alone while the others
+// and the host stay up; at poweroff the guests are shut down by ACPI
+// before the host stops.
 func TestGuests(t *testing.T) {
-	dir := buildConfig(t, "guests", guestsConfig, guestImages(t, "alpha", "beta"))
-	fi, _ := os.Stat(filepath.Join(dir, "hardvisor.efi"))
-	t.Logf("UKI %d bytes", fi.Size())
-	data := dataDisk(t, 256<<20)
-	vm := directBoot(t, dir, func(o *qemu.Options) {
-		o.NICs = []qemu.NIC{{}, {}}
-		o.Disks = []qemu.Disk{{Path: data}}
-		o.Memory = 1536
-		o.CPUs = 2
-		// TCG's CPU offers SVM, so the host would find KVM usable and
-		// run guests (and libvirt's probe) on a KVM nested in TCG.
-		o.CPU = noVirtCPU
+	dir := t.TempDir()
+	p := newAPIPKI(t, dir)
+	admin, viewer := p.issue(t, "alice", pki.RoleAdmin), p.issue(t, "victor", pki.RoleViewer)
+	const hogMiB = 160 // beside QEMU's own memory, beyond the 192Mi ceiling
+	out := buildConfig(t, "guests", fmt.Sprintf(guestsConfig, p.apiConfig()), guestImages(t,
+		testguest.Guest{Name: "alpha"}, testguest.Guest{Name: "beta"},
+		testguest.Guest{Name: "gamma", Mode: testguest.ModeHog, HogMiB: hogMiB}))
+	vm := directBoot(t, out, func(o *qemu.Options) {
+		o.NICs = []qemu.NIC{{HostFwd: []string{"tcp:127.0.0.1:0-:8443"}}, {}}
+		o.Disks = []qemu.Disk{{Path: dataDisk(t)}}
+		o.Memory, o.CPUs, o.CPU = 1536, 2, noVirtCPU
+		o.ExtraArgs = []string{"-device", "virtio-rng-pci"}
 	})
-	expect(t, vm, readyLine("0.1.0-guests"), bootTimeout)
+	start := time.Now()
+	expect(t, vm, readyLine("0.1.0-guests"), guestBootTimeout)
+	t.Logf("ready with 2 guests after %.1fs", time.Since(start).Seconds())
 	expect(t, vm, regexp.MustCompile(`hardvisor: debug shell on /dev/ttyS0`), bootTimeout)
 	sh := &shell{t: t, vm: vm}
-	t.Log(sh.run("hvstatus"))
-	t.Log(sh.run("free"))
-	for i := 0; i < 40; i++ {
-		if i%5 == 4 {
-			t.Log(sh.run("for p in $(cat /sys/fs/cgroup/hardvisor.slice/libvirtd/cgroup.procs); do cat /proc/$p/cmdline; echo; done"))
-			t.Log(sh.run("ls /var/cache/libvirt/qemu/capabilities/ /run/libvirt/qemu /var/log/libvirt/qemu; cat /var/log/libvirt/qemu/*.log"))
+	endpoint := fmt.Sprintf("https://127.0.0.1:%d", vm.HostPort(8443))
+	call := p.caller(t, endpoint)
+	guests := func() map[string]vmm.Status {
+		t.Helper()
+		code, body, err := call(&viewer, "GET", "/v1/guests", "")
+		var l vmm.ListReply
+		if err != nil || code != 200 || json.Unmarshal(body, &l) != nil {
+			t.Fatalf("GET /v1/guests: %d %v\n%s", code, err, body)
 		}
-		out := sh.run("cat /var/lib/hardvisor/guests/alpha/console.log")
-		t.Log(out)
-		if strings.Contains(out, testguest.UpLine("alpha")) {
-			break
+		m := map[string]vmm.Status{}
+		for _, g := range l.Guests {
+			m[g.Name] = g
 		}
-		time.Sleep(3 * time.Second)
+		return m
 	}
-	for _, l := range strings.Split(vm.Console(), "\n") {
-		if strings.HasPrefix(l, "vmm:") || strings.HasPrefix(l, "libvirtd:") || strings.Contains(l, "avc:") {
-			t.Log(l)
+
+	// Running, labeled apart, with their ceilings in place.
+	gs := guests()
+	cats := map[string]string{}
+	for _, name := range []string{"alpha", "beta"} {
+		g := gs[name]
+		m := mcsRe.FindStringSubmatch(g.Label)
+		if g.State != "running" || m == nil || g.Error != "" {
+			t.Fatalf("%s: state %q label %q error %q, want running as svirt_tcg_t with two categories", name, g.State, g.Label, g.Error)
+		}
+		cats[name] = m[1]
+		if label := strings.TrimSpace(sh.run(fmt.Sprintf("cat /proc/%d/attr/current", g.PID))); label != g.Label {
+			t.Errorf("%s: QEMU (pid %d) runs as %q, vmm says %q", name, g.PID, label, g.Label)
+		}
+		if g.Ceilings == nil || *g.Ceilings != g.Want {
+			t.Errorf("%s: ceilings read back %+v, want %+v", name, g.Ceilings, g.Want)
+		}
+		cg := "/sys/fs/cgroup/machine/" + name + ".libvirt-qemu/"
+		for file, want := range map[string]string{
+			"cpu.max": "50000 100000", "cpu.weight": "200", "memory.max": strconv.Itoa(200 << 20), "pids.max": "64",
+		} {
+			if got := strings.TrimSpace(sh.run("cat " + cg + file)); got != want {
+				t.Errorf("%s: %s = %q, want %q", name, file, got, want)
+			}
+		}
+		if io := sh.run("cat " + cg + "io.max"); !strings.Contains(io, "rbps=10485760 wbps=10485760 riops=500 wiops=500") {
+			t.Errorf("%s: io.max = %q, want 10Mi bytes and 500 operations per second each way", name, io)
 		}
 	}
-	t.Log(sh.run("dmesg | grep avc"))
-	t.Log(sh.run("ps"))
-	t.Log(sh.run("find /sys/fs/cgroup/machine"))
-	t.Log(sh.run("dmesg | tail -n 40"))
+	if cats["alpha"] == cats["beta"] {
+		t.Errorf("alpha and beta share MCS categories %s", cats["alpha"])
+	}
+
+	// The guests booted: their markers are in their console logs.
+	for _, name := range []string{"alpha", "beta"} {
+		waitConsole(t, call, &viewer, name, testguest.UpLine(name))
+	}
+
+	// sVirt: alpha's label opens alpha's disk; beta's it may not, though
+	// the shell is root (no DAC check stands in the way).
+	alphaLabel := gs["alpha"].Label
+	readDisk := func(name string) string {
+		return sh.run(fmt.Sprintf("runcon %s /bbin/dd if=/var/lib/hardvisor/guests/%s/disk.img of=/dev/null bs=512 count=1; echo rc=$?", alphaLabel, name))
+	}
+	if got := readDisk("alpha"); !strings.Contains(got, "rc=0") {
+		t.Errorf("alpha's label reading alpha's disk: %s", got)
+	}
+	if got := readDisk("beta"); strings.Contains(got, "rc=0") {
+		t.Errorf("alpha's label read beta's disk: %s", got)
+	}
+	denial := sh.run("dmesg | grep avc: | grep beta")
+	wantDenial := regexp.MustCompile(`avc:  denied  \{ (read|open) \} .*scontext=` + regexp.QuoteMeta(alphaLabel) +
+		` tcontext=system_u:object_r:svirt_image_t:s0:` + regexp.QuoteMeta(cats["beta"]) + ` tclass=file permissive=0`)
+	if !wantDenial.MatchString(denial) {
+		t.Errorf("no enforcing denial of alpha's label on beta's disk in the kernel log:\n%s", denial)
+	}
+
+	// hardvisor ctl lists them.
+	ctl := func(args ...string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		credsDir := t.TempDir()
+		certFile, keyFile := filepath.Join(credsDir, "c.pem"), filepath.Join(credsDir, "k.pem")
+		for f, b := range map[string][]byte{certFile: admin.cert, keyFile: admin.key} {
+			if err := os.WriteFile(f, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		base := []string{"ctl", "--endpoint", endpoint, "--cert", certFile, "--key", keyFile, "--ca", p.caFile}
+		if err := cli.Execute(context.Background(), append(base, args...), &stdout, &stderr); err != nil {
+			t.Fatalf("hardvisor ctl %v: %v\n%s", args, err, stderr.String())
+		}
+		return stdout.String()
+	}
+	table := ctl("guests")
+	t.Logf("hardvisor ctl guests:\n%s", table)
+	for _, name := range []string{"alpha", "beta"} {
+		if !regexp.MustCompile(`(?m)^`+name+`\s+running`).MatchString(table) || !strings.Contains(table, cats[name]) {
+			t.Errorf("ctl guests shows %s not running as %s:\n%s", name, cats[name], table)
+		}
+	}
+
+	// A guest beyond its memory ceiling dies alone.
+	if code, body, err := call(&viewer, "POST", "/v1/guests/gamma/start", ""); err != nil || code != 403 {
+		t.Errorf("viewer starts gamma: %d %v %s, want 403", code, err, body)
+	}
+	if code, body, err := call(&admin, "POST", "/v1/guests/gamma/start", ""); err != nil || code != 202 {
+		t.Fatalf("admin starts gamma: %d %v %s", code, err, body)
+	}
+	expect(t, vm, regexp.MustCompile(`msg="guest (crashed; restarting after backoff|stopped)" guest=gamma .*OOM killer`), 3*time.Minute)
+	if code, body, err := call(&admin, "POST", "/v1/guests/gamma/stop", ""); err != nil || code != 202 {
+		t.Errorf("admin stops gamma: %d %v %s", code, err, body)
+	}
+	if st := sh.run("hvstatus"); !strings.Contains(st, "gate: ready") {
+		t.Errorf("host not ready after gamma's OOM:\n%s", st)
+	}
+	if a := guests()["alpha"]; a.State != "running" || a.PID != gs["alpha"].PID {
+		t.Errorf("alpha after gamma's OOM: %s pid %d, want still running as pid %d", a.State, a.PID, gs["alpha"].PID)
+	}
+
+	// Poweroff: vmm powers both guests off by ACPI before the host stops.
 	powerDown(t, vm)
+	con := vm.Console()
+	stopped := strings.Index(con, "hardvisor: poweroff: syncing disks")
+	for _, name := range []string{"alpha", "beta"} {
+		i := strings.Index(con, `msg="guest powered off" guest=`+name)
+		if i < 0 || i > stopped {
+			t.Errorf("%s was not powered off by ACPI before the host stopped", name)
+		}
+	}
+}
+
+// waitConsole waits for line in guest name's console log, read through
+// the API.
+func waitConsole(t *testing.T, call func(*credentials, string, string, string) (int, []byte, error), who *credentials, name, line string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		code, body, err := call(who, "GET", "/v1/guests/"+name+"/console", "")
+		var c struct {
+			Console string `json:"console"`
+		}
+		if err == nil && code == 200 && json.Unmarshal(body, &c) == nil && strings.Contains(c.Console, line) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's console lacks %q: %d %v\n%s", name, line, code, err, body)
+		}
+		time.Sleep(2 * time.Second)
+	}
 }

@@ -32,8 +32,17 @@ type credentials struct{ cert, key []byte }
 // not restart a service (403) and the denial is in the audit log; an admin
 // restarts one; no certificate, or one from another CA, fails the TLS
 // handshake; an edit of the audit log is found by its verification.
-func TestManagementAPI(t *testing.T) {
-	dir := t.TempDir()
+// apiPKI is a test installation's management PKI: its CA, the API's
+// server certificate and key for "hv-test", and the files a config names.
+type apiPKI struct {
+	ca                    *pki.CA
+	caFile, cert, keyFile string
+}
+
+// newAPIPKI makes an installation CA and the API's server certificate in
+// dir.
+func newAPIPKI(t *testing.T, dir string) *apiPKI {
+	t.Helper()
 	ca, err := pki.Init(filepath.Join(dir, "ca"), pki.InitOptions{Name: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -42,52 +51,46 @@ func TestManagementAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, b := range map[string][]byte{"server.pem": srvCert, "server-key.pem": srvKey} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+	p := &apiPKI{ca: ca, caFile: filepath.Join(dir, "ca", pki.CertFile), cert: filepath.Join(dir, "server.pem"), keyFile: filepath.Join(dir, "server-key.pem")}
+	for name, b := range map[string][]byte{p.cert: srvCert, p.keyFile: srvKey} {
+		if err := os.WriteFile(name, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	issue := func(ca *pki.CA, name string, role pki.Role) credentials {
-		c, k, err := ca.IssueClient(name, role, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return credentials{c, k}
-	}
-	admin, viewer := issue(ca, "alice", pki.RoleAdmin), issue(ca, "victor", pki.RoleViewer)
-	other, err := pki.Init(filepath.Join(dir, "other"), pki.InitOptions{Name: "other"})
+	return p
+}
+
+// apiConfig is the config's management.api line for p.
+func (p *apiPKI) apiConfig() string {
+	return fmt.Sprintf("  api: {port: 8443, clientCA: %s, serverCert: %s, serverKey: %s}\n", p.caFile, p.cert, p.keyFile)
+}
+
+func (p *apiPKI) issue(t *testing.T, name string, role pki.Role) credentials {
+	t.Helper()
+	c, k, err := p.ca.IssueClient(name, role, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	intruder := issue(other, "mallory", pki.RoleAdmin)
+	return credentials{c, k}
+}
 
-	cfg := fmt.Sprintf(`apiVersion: hardvisor.dev/v1
-version: 0.1.0-mgmt
-profile: debug
-management:
-  api: {port: 8443, clientCA: %s, serverCert: %s, serverKey: %s}
-services:
-  - {name: steady, command: [/bbin/sleep, "100000"]}
-`, filepath.Join(dir, "ca", pki.CertFile), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
-	out := buildConfig(t, "mgmt", cfg)
-	vm := directBoot(t, out, func(o *qemu.Options) {
-		o.NICs = []qemu.NIC{{HostFwd: []string{"tcp:127.0.0.1:0-:8443"}}}
-		o.ExtraArgs = []string{"-device", "virtio-rng-pci"}
-	})
-	expect(t, vm, readyLine("0.1.0-mgmt"), bootTimeout)
-	endpoint := fmt.Sprintf("https://127.0.0.1:%d", vm.HostPort(8443))
-
-	call := func(who *credentials, method, path, body string) (int, []byte, error) {
+// caller calls the API at endpoint as who (nil: no client certificate),
+// trusting p's CA.
+func (p *apiPKI) caller(t *testing.T, endpoint string) func(who *credentials, method, path, body string) (int, []byte, error) {
+	return func(who *credentials, method, path, body string) (int, []byte, error) {
 		t.Helper()
 		var tc *tls.Config
 		if who == nil {
 			roots := x509.NewCertPool()
-			roots.AddCert(ca.Cert)
+			roots.AddCert(p.ca.Cert)
 			tc = &tls.Config{MinVersion: tls.VersionTLS13, ServerName: "hv-test", RootCAs: roots}
-		} else if tc, err = pki.ClientTLSConfig(who.cert, who.key, ca.CertPEM, "hv-test"); err != nil {
-			t.Fatal(err)
+		} else {
+			var err error
+			if tc, err = pki.ClientTLSConfig(who.cert, who.key, p.ca.CertPEM, "hv-test"); err != nil {
+				t.Fatal(err)
+			}
 		}
-		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 30 * time.Second}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 3 * time.Minute}
 		req, err := http.NewRequestWithContext(context.Background(), method, endpoint+path, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
@@ -100,9 +103,43 @@ services:
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b, nil
 	}
+}
+
+func TestManagementAPI(t *testing.T) {
+	dir := t.TempDir()
+	p := newAPIPKI(t, dir)
+	admin, viewer := p.issue(t, "alice", pki.RoleAdmin), p.issue(t, "victor", pki.RoleViewer)
+	other, err := pki.Init(filepath.Join(dir, "other"), pki.InitOptions{Name: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, k, err := other.IssueClient("mallory", pki.RoleAdmin, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder := credentials{c, k}
+
+	cfg := `apiVersion: hardvisor.dev/v1
+version: 0.1.0-mgmt
+profile: debug
+management:
+` + p.apiConfig() + `services:
+  - {name: steady, command: [/bbin/sleep, "100000"]}
+`
+	out := buildConfig(t, "mgmt", cfg)
+	vm := directBoot(t, out, func(o *qemu.Options) {
+		o.NICs = []qemu.NIC{{HostFwd: []string{"tcp:127.0.0.1:0-:8443"}}}
+		o.ExtraArgs = []string{"-device", "virtio-rng-pci"}
+	})
+	expect(t, vm, readyLine("0.1.0-mgmt"), bootTimeout)
+	call := p.caller(t, fmt.Sprintf("https://127.0.0.1:%d", vm.HostPort(8443)))
 
 	code, body, err := call(&admin, "GET", "/v1/status", "")
 	var r status.Report
+	if err != nil || code != 200 {
+		sh := &shell{t: t, vm: vm}
+		t.Log(sh.run("dmesg | grep avc"))
+	}
 	if err != nil || code != 200 || json.Unmarshal(body, &r) != nil || r.Version != "0.1.0-mgmt" || !r.Gate.Ready {
 		t.Fatalf("admin GET /v1/status: %d %v\n%s", code, err, body)
 	}

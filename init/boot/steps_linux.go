@@ -144,14 +144,33 @@ func MACs(sysClassNet string) ([]string, error) {
 	return macs, nil
 }
 
-// Hostname sets the kernel host name from the config.
-type Hostname struct{ Host *Host }
+// Hostname sets the kernel host name from the config, and writes
+// /etc/hosts so the name resolves locally: without it a program that looks
+// itself up (libvirt does, for every guest it starts) asks DNS, which the
+// root namespace cannot reach.
+type Hostname struct {
+	Host *Host
+	// Hosts is the hosts file; default /etc/hosts.
+	Hosts string
+}
 
 func (Hostname) String() string { return "hostname" }
 
 // Run sets the host name.
 func (s Hostname) Run() error {
-	return unix.Sethostname([]byte(s.Host.Config.Host.Hostname))
+	name := s.Host.Config.Host.Hostname
+	if err := unix.Sethostname([]byte(name)); err != nil {
+		return err
+	}
+	if s.Hosts == "" {
+		s.Hosts = "/etc/hosts"
+	}
+	return os.WriteFile(s.Hosts, HostsFile(name), 0o644)
+}
+
+// HostsFile is /etc/hosts for a host named name.
+func HostsFile(name string) []byte {
+	return []byte("127.0.0.1\tlocalhost\n127.0.1.1\t" + name + "\n::1\tlocalhost ip6-localhost\n")
 }
 
 // ModuleReport says what the modules step did.

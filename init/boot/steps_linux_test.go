@@ -61,3 +61,10 @@ func TestMACs(t *testing.T) {
 		t.Errorf("MACs = %v, want %v", got, want)
 	}
 }
+
+func TestHostsFile(t *testing.T) {
+	want := "127.0.0.1\tlocalhost\n127.0.1.1\thv01\n::1\tlocalhost ip6-localhost\n"
+	if got := string(HostsFile("hv01")); got != want {
+		t.Errorf("HostsFile(hv01) = %q, want %q", got, want)
+	}
+}

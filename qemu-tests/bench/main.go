@@ -45,7 +45,7 @@ func main() {
 }
 
 func run() error {
-	only := flag.String("only", "", "run only this part of the bench: api (the management API)")
+	only := flag.String("only", "", "run only this part of the bench: api (the management API) or guests")
 	flag.Parse()
 	src, err := os.Getwd()
 	if err != nil {
@@ -67,8 +67,11 @@ func run() error {
 	case "api":
 		fmt.Printf("%-34s %8s   %-40s %8s  %s\n", "measure", "hardvisor", "baseline", "value", "ratio")
 		return benchAPI(bin, src, work, cacheDir)
+	case "guests":
+		fmt.Printf("%-34s %8s   %-40s %8s  %s\n", "measure", "hardvisor", "baseline", "value", "ratio")
+		return benchGuests(bin, src, work, cacheDir)
 	default:
-		return fmt.Errorf("-only %q: want api", *only)
+		return fmt.Errorf("-only %q: want api or guests", *only)
 	}
 
 	// Build: both sides start from an empty Go build cache, so "cold" means the
@@ -134,6 +137,9 @@ func run() error {
 		return err
 	}
 	if err := benchAPI(bin, src, work, cacheDir); err != nil {
+		return err
+	}
+	if err := benchGuests(bin, src, work, cacheDir); err != nil {
 		return err
 	}
 	for _, comp := range []string{"zstd", "gzip", "xz", "none"} {

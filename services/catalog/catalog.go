@@ -78,6 +78,9 @@ func Builtin(c *config.Config) []supervise.Spec {
 		if c.Management.Syslog != "" {
 			argv = append(argv, "--syslog", c.Management.Syslog)
 		}
+		if len(c.Guests) > 0 {
+			argv = append(argv, "--vmm", VmmSocket)
+		}
 		caps := []string{}
 		if api.Port < 1024 {
 			caps = append(caps, "CAP_NET_BIND_SERVICE")

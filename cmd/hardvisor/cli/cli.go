@@ -11,12 +11,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"hardvisor.dev/hardvisor/config"
 	"hardvisor.dev/hardvisor/image/build"
 	"hardvisor.dev/hardvisor/image/cache"
+	"hardvisor.dev/hardvisor/image/hypervisor"
 	"hardvisor.dev/hardvisor/image/initramfs"
 )
 
@@ -45,7 +47,7 @@ commands:
   flash     write the disk image to a USB stick or disk, then verify it (flash IMAGE DEVICE)
   pki       the installation's CA and the management API's certificates (pki init DIR, pki issue)
   audit     check a management audit log's hash chain (audit verify FILE)
-  ctl       talk to a host's management API (status, services, logs, restart, network, audit, reboot, poweroff)
+  ctl       talk to a host's management API (status, services, logs, restart, network, guests, audit, reboot, poweroff)
 `
 
 // Execute runs the hardvisor command line with args (without the program name).
@@ -109,8 +111,12 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cacheDir := fs.String("cache", "", "build cache directory (default: $HARDVISOR_CACHE or ~/.cache/hardvisor)")
 	signKey := fs.String("sign-key", "", "PEM private key (unencrypted, RSA) that signs systemd-boot and the UKI for Secure Boot")
 	signCert := fs.String("sign-cert", "", "PEM certificate of --sign-key (enrolled in the firmware's db)")
+	payload := fs.String("payload", hypervisor.Squashfs, "with guests: QEMU and libvirt in a squashfs PID 1 mounts, or left in the initramfs ("+strings.Join(hypervisor.Layouts, " or ")+")")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if !slices.Contains(hypervisor.Layouts, *payload) {
+		return &UsageError{Msg: fmt.Sprintf("--payload %q: want %s", *payload, strings.Join(hypervisor.Layouts, " or "))}
 	}
 	if fs.NArg() != 0 {
 		return &UsageError{Msg: fmt.Sprintf("build: unexpected argument %q", fs.Arg(0))}
@@ -135,7 +141,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	res, err := build.Run(build.Options{ConfigPath: *cfgPath, OutDir: *out, Profile: *profile, KernelPath: *kernelPath,
-		SourceDir: *src, Cache: c, Compression: comp, Epoch: epoch, SignKey: *signKey, SignCert: *signCert, Progress: stderr})
+		SourceDir: *src, Cache: c, Compression: comp, Payload: *payload, Epoch: epoch, SignKey: *signKey, SignCert: *signCert, Progress: stderr})
 	if err != nil {
 		return err
 	}

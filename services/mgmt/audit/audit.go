@@ -67,6 +67,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -234,6 +235,12 @@ func (l *Log) Append(r Record) (Record, error) {
 	r.Seq = l.seq + 1
 	r.Time = l.opts.Now().UTC()
 	r.Prev = l.head
+	// A request can carry any bytes (a path of %FF); encoding/json would
+	// write invalid UTF-8 as an escape its own decoder does not give back,
+	// and the line would not be canonical. Replace it first.
+	for _, f := range []*string{&r.Actor, &r.Role, &r.Remote, &r.Method, &r.Path, &r.Action, &r.Target, &r.Detail} {
+		*f = strings.ToValidUTF8(*f, "\uFFFD")
+	}
 	buf, err := seal(&r)
 	if err != nil {
 		return Record{}, fmt.Errorf("audit log %s: encode record %d: %w", l.path, r.Seq, err)

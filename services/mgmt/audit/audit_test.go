@@ -380,3 +380,30 @@ func TestAppendedRecordIsStored(t *testing.T) {
 		t.Errorf("Append returned %+v, the file holds %+v (want actor %q, time %v UTC)", r, stored, "bad\uFFFDutf8", base)
 	}
 }
+
+// TestAppendInvalidUTF8: a record whose strings hold bytes that are not
+// UTF-8 (a request path of %FF) is stored with U+FFFD in their place, and
+// the log still verifies and opens.
+func TestAppendInvalidUTF8(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "audit.log")
+	l, err := Open(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Append(Record{Actor: "eve", Role: "viewer", Method: "POST", Path: "/v1/guests/\xff/start", Action: "guests.start", Target: "\xff"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Path != "/v1/guests/\uFFFD/start" || got.Target != "\uFFFD" {
+		t.Errorf("stored path %q target %q", got.Path, got.Target)
+	}
+	if _, err := l.Append(Record{Actor: "eve", Path: "/v1/status"}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l, err = Open(p, Options{})
+	if err != nil {
+		t.Fatalf("reopen after an invalid UTF-8 record: %v", err)
+	}
+	l.Close()
+}
