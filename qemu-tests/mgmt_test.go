@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -47,7 +48,7 @@ func newAPIPKI(t *testing.T, dir string) *apiPKI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvCert, srvKey, err := ca.IssueServer("hv-test", []string{"hv-test"}, nil, 0)
+	srvCert, srvKey, err := ca.IssueServer("hv-test", []string{"hv-test"}, []net.IP{net.IPv4(127, 0, 0, 1)}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

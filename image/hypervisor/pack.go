@@ -19,7 +19,7 @@ import (
 
 // packFormat names how Pack builds the image; changing the mksquashfs
 // arguments must change it so cached images of the old form are not used.
-const packFormat = "squashfs 1: zstd-19 1M all-root no-xattrs"
+const packFormat = "squashfs 2: xz bcj-x86 1M all-root no-xattrs"
 
 const cacheKind = "payload"
 
@@ -145,7 +145,10 @@ func build(files []rootfs.Entry, c cache.Cache, key string, epoch int64) (string
 	}
 	img := filepath.Join(dir, "payload.squashfs")
 	cmd := exec.Command(Mksquashfs, stage, img, "-noappend", "-quiet", "-no-progress",
-		"-comp", "zstd", "-Xcompression-level", "19", "-b", "1M",
+		// xz with its x86 filter packs QEMU and libvirt 12% smaller
+		// than zstd -19 (25.7 MB against 29.2 MB); the host pays for it
+		// once per page it reads, and keeps the pages it uses cached.
+		"-comp", "xz", "-Xbcj", "x86", "-b", "1M",
 		"-all-root", "-no-xattrs", "-mkfs-time", strconv.FormatInt(epoch, 10), "-all-time", strconv.FormatInt(epoch, 10))
 	// mksquashfs refuses -mkfs-time beside SOURCE_DATE_EPOCH.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "SOURCE_DATE_EPOCH=") })

@@ -30,3 +30,14 @@ func TestParseArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestParseUser(t *testing.T) {
+	if u, err := parseUser("64055:64055"); err != nil || *u != (user{64055, 64055}) {
+		t.Errorf("parseUser(64055:64055) = %v, %v", u, err)
+	}
+	for _, bad := range []string{"", "64055", "a:b", "1:-1", "1:2:3"} {
+		if _, err := parseUser(bad); err == nil {
+			t.Errorf("parseUser(%q) accepted", bad)
+		}
+	}
+}

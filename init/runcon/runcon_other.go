@@ -4,4 +4,4 @@ package main
 
 import "errors"
 
-func runcon(string, []string) error { return errors.New("SELinux needs Linux") }
+func runcon(string, *user, []string) error { return errors.New("SELinux needs Linux") }

@@ -132,8 +132,9 @@ func hypervisor() []supervise.Spec {
 		Requires: []string{"libvirtd"},
 		// Guest disks are on the data partition.
 		Conditions: []supervise.Condition{supervise.Mounted{Path: config.DataDir}},
-		// nftables and bridge ports; the API socket's group.
-		Capabilities:    []string{"CAP_NET_ADMIN", "CAP_CHOWN"},
+		// nftables and bridge ports; the API socket's group; the guests'
+		// files, which libvirt hands to libvirt-qemu (console logs).
+		Capabilities:    []string{"CAP_NET_ADMIN", "CAP_CHOWN", "CAP_DAC_READ_SEARCH"},
 		NoNewPrivileges: true,
 		Required:        true,
 		Ready:           &supervise.Probe{Check: supervise.FileExists{Path: VmmSocket}},
