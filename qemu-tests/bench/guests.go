@@ -192,17 +192,18 @@ func benchGuestHost(layout, out, cmdline, dir string, ca *pki.CA, cert, key []by
 	if err := vm.Send("cat /proc/meminfo\n"); err != nil {
 		return err
 	}
-	mem, err := vm.Expect(regexp.MustCompile(`^MemAvailable:\s+(\d+) kB`), time.Minute)
-	if err != nil {
+	if _, err := vm.Expect(regexp.MustCompile(`^SReclaimable:\s+\d+ kB`), time.Minute); err != nil {
 		return err
 	}
-	total := regexp.MustCompile(`MemTotal:\s+(\d+) kB`).FindStringSubmatch(vm.Console())
-	if total == nil {
-		return fmt.Errorf("no MemTotal in /proc/meminfo")
+	info := map[string]int64{}
+	for _, m := range regexp.MustCompile(`(?m)^(\w+):\s+(\d+) kB`).FindAllStringSubmatch(vm.Console(), -1) {
+		n, _ := strconv.ParseInt(m[2], 10, 64)
+		info[m[1]] = n * 1024
 	}
-	t, _ := strconv.ParseInt(total[1], 10, 64)
-	a, _ := strconv.ParseInt(mem[1], 10, 64)
-	row("host memory in use at ready, "+layout, mb((t-a)*1024), "target (no guest running)", "< 128.0 MB", "")
+	used := info["MemTotal"] - info["MemAvailable"]
+	row("host memory in use at ready, "+layout, mb(used), "target (no guest running)", "< 128.0 MB",
+		fmt.Sprintf("of it tmpfs %s, anon %s, kernel slab %s, page tables %s", mb(info["Shmem"]), mb(info["AnonPages"]),
+			mb(info["SUnreclaim"]), mb(info["PageTables"])))
 	if layout != hypervisor.Squashfs {
 		return nil
 	}
@@ -259,7 +260,7 @@ func benchGuestHost(layout, out, cmdline, dir string, ca *pki.CA, cert, key []by
 	}
 	bare := func() (time.Duration, error) {
 		start := time.Now()
-		if err := vm.Send("qemu-system-x86_64 -accel tcg -machine pc -m 16 -nodefaults -no-user-config -display none -vga none " +
+		if err := vm.Send(hypervisor.QEMU + " -accel tcg -machine pc -m 16 -nodefaults -no-user-config -display none -vga none " +
 			"-serial mon:stdio -drive file=/var/lib/hardvisor/guests/bench/disk.img,format=raw,if=virtio,readonly=on\n"); err != nil {
 			return 0, err
 		}
