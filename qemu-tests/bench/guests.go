@@ -196,7 +196,8 @@ func benchGuestHost(layout, out, cmdline, dir string, ca *pki.CA, cert, key []by
 		return err
 	}
 	info := map[string]int64{}
-	for _, m := range regexp.MustCompile(`(?m)^(\w+):\s+(\d+) kB`).FindAllStringSubmatch(vm.Console(), -1) {
+	// The first line follows the shell's prompt.
+	for _, m := range regexp.MustCompile(`(\w+):\s+(\d+) kB`).FindAllStringSubmatch(vm.Console(), -1) {
 		n, _ := strconv.ParseInt(m[2], 10, 64)
 		info[m[1]] = n * 1024
 	}
