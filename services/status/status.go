@@ -22,6 +22,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"hardvisor.dev/hardvisor/services/sockapi"
 )
 
 // Socket is PID 1's control socket (root only).
@@ -195,71 +197,62 @@ func Handler(h Host) http.Handler {
 		path := r.URL.Path
 		switch {
 		case path == Path:
-			if !method(w, r, http.MethodGet) {
+			if !sockapi.Method(w, r, http.MethodGet) {
 				return
 			}
-			reply(w, http.StatusOK, h.Report())
+			sockapi.Reply(w, http.StatusOK, h.Report())
 		case path == "/v1/power":
-			if !method(w, r, http.MethodPost) {
+			if !sockapi.Method(w, r, http.MethodPost) {
 				return
 			}
 			var req PowerRequest
 			if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
-				fail(w, http.StatusBadRequest, fmt.Errorf("power: %w", err))
+				sockapi.Fail(w, http.StatusBadRequest, fmt.Errorf("power: %w", err))
 				return
 			}
 			if err := h.Power(req.Action); err != nil {
-				fail(w, http.StatusBadRequest, err)
+				sockapi.Fail(w, http.StatusBadRequest, err)
 				return
 			}
-			reply(w, http.StatusAccepted, req)
+			sockapi.Reply(w, http.StatusAccepted, req)
 		case strings.HasPrefix(path, "/v1/services/"):
 			name, verb, _ := strings.Cut(strings.TrimPrefix(path, "/v1/services/"), "/")
 			switch verb {
 			case "logs":
-				if !method(w, r, http.MethodGet) {
+				if !sockapi.Method(w, r, http.MethodGet) {
 					return
 				}
 				n := 100
 				if q := r.URL.Query().Get("lines"); q != "" {
 					v, err := strconv.Atoi(q)
 					if err != nil || v < 0 {
-						fail(w, http.StatusBadRequest, fmt.Errorf("lines %q: want a number", q))
+						sockapi.Fail(w, http.StatusBadRequest, fmt.Errorf("lines %q: want a number", q))
 						return
 					}
 					n = v
 				}
 				lines, err := h.Logs(name, n)
 				if err != nil {
-					fail(w, errStatus(err), err)
+					sockapi.Fail(w, errStatus(err), err)
 					return
 				}
-				reply(w, http.StatusOK, LogsReply{Service: name, Lines: lines})
+				sockapi.Reply(w, http.StatusOK, LogsReply{Service: name, Lines: lines})
 			case "restart":
-				if !method(w, r, http.MethodPost) {
+				if !sockapi.Method(w, r, http.MethodPost) {
 					return
 				}
 				if err := h.Restart(name); err != nil {
-					fail(w, errStatus(err), err)
+					sockapi.Fail(w, errStatus(err), err)
 					return
 				}
-				reply(w, http.StatusAccepted, map[string]any{"service": name, "restarted": true})
+				sockapi.Reply(w, http.StatusAccepted, map[string]any{"service": name, "restarted": true})
 			default:
-				fail(w, http.StatusNotFound, fmt.Errorf("no %s", path))
+				sockapi.Fail(w, http.StatusNotFound, fmt.Errorf("no %s", path))
 			}
 		default:
-			fail(w, http.StatusNotFound, fmt.Errorf("no %s", path))
+			sockapi.Fail(w, http.StatusNotFound, fmt.Errorf("no %s", path))
 		}
 	})
-}
-
-func method(w http.ResponseWriter, r *http.Request, m string) bool {
-	if r.Method == m || m == http.MethodGet && r.Method == http.MethodHead {
-		return true
-	}
-	w.Header().Set("Allow", m)
-	fail(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: method not allowed", r.Method, r.URL.Path))
-	return false
 }
 
 func errStatus(err error) int {
@@ -268,20 +261,6 @@ func errStatus(err error) int {
 	}
 	return http.StatusInternalServerError
 }
-
-func reply(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-type errorBody struct {
-	Error string `json:"error"`
-}
-
-func fail(w http.ResponseWriter, code int, err error) { reply(w, code, errorBody{Error: err.Error()}) }
 
 // Serve serves h on the listener until it fails.
 func Serve(l net.Listener, h Host) error {
@@ -296,59 +275,18 @@ type Client struct {
 	Socket string
 
 	once sync.Once
-	hc   *http.Client
+	c    *sockapi.Client
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
-	sock := c.Socket
-	if sock == "" {
-		sock = Socket
-	}
 	c.once.Do(func() {
-		c.hc = &http.Client{Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", sock)
-			},
-		}}
+		sock := c.Socket
+		if sock == "" {
+			sock = Socket
+		}
+		c.c = &sockapi.Client{Socket: sock, Name: "PID 1", NotFound: ErrUnknownService}
 	})
-	hc := c.hc
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = strings.NewReader(string(b))
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://hardvisor"+path, rd)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("PID 1 at %s: %w", sock, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		var e errorBody
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		msg := strings.TrimSpace(string(b))
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		if resp.StatusCode == http.StatusNotFound && strings.Contains(msg, ErrUnknownService.Error()) {
-			return fmt.Errorf("PID 1: %s: %w", msg, ErrUnknownService)
-		}
-		return fmt.Errorf("PID 1: %s: %s", resp.Status, msg)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("PID 1 at %s: %w", sock, err)
-	}
-	return nil
+	return c.c.Do(ctx, method, path, body, out)
 }
 
 // Status reads the report.

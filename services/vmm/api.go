@@ -2,10 +2,8 @@ package vmm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"hardvisor.dev/hardvisor/services/sockapi"
 )
 
 // Socket is where vmm serves its API: root and the group given to Listen
@@ -26,9 +26,7 @@ type ListReply struct {
 }
 
 // ErrorReply is the body of every error response.
-type ErrorReply struct {
-	Error string `json:"error"`
-}
+type ErrorReply = sockapi.ErrorReply
 
 // Host is what the handler acts on; *Manager is one.
 type Host interface {
@@ -59,36 +57,36 @@ func Handler(h Host) http.Handler {
 		rest, ok := strings.CutPrefix(r.URL.Path, "/v1/guests")
 		switch {
 		case !ok:
-			fail(w, http.StatusNotFound, fmt.Errorf("no %s", r.URL.Path))
+			sockapi.Fail(w, http.StatusNotFound, fmt.Errorf("no %s", r.URL.Path))
 		case rest == "" || rest == "/":
-			if method(w, r, http.MethodGet) {
-				reply(w, http.StatusOK, ListReply{Guests: h.List()})
+			if sockapi.Method(w, r, http.MethodGet) {
+				sockapi.Reply(w, http.StatusOK, ListReply{Guests: h.List()})
 			}
 		default:
 			name, verb, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
 			if _, err := h.Get(name); err != nil {
-				fail(w, errStatus(err), err)
+				sockapi.Fail(w, errStatus(err), err)
 				return
 			}
 			var act func(context.Context, string) error
 			switch verb {
 			case "":
-				if method(w, r, http.MethodGet) {
+				if sockapi.Method(w, r, http.MethodGet) {
 					st, err := h.Get(name)
 					if err != nil {
-						fail(w, errStatus(err), err)
+						sockapi.Fail(w, errStatus(err), err)
 						return
 					}
-					reply(w, http.StatusOK, st)
+					sockapi.Reply(w, http.StatusOK, st)
 				}
 				return
 			case "console":
-				if !method(w, r, http.MethodGet) {
+				if !sockapi.Method(w, r, http.MethodGet) {
 					return
 				}
 				b, err := h.Console(name)
 				if err != nil {
-					fail(w, errStatus(err), err)
+					sockapi.Fail(w, errStatus(err), err)
 					return
 				}
 				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -102,35 +100,26 @@ func Handler(h Host) http.Handler {
 			case "restart":
 				act = h.Restart
 			default:
-				fail(w, http.StatusNotFound, fmt.Errorf("no %s", r.URL.Path))
+				sockapi.Fail(w, http.StatusNotFound, fmt.Errorf("no %s", r.URL.Path))
 				return
 			}
-			if !method(w, r, http.MethodPost) {
+			if !sockapi.Method(w, r, http.MethodPost) {
 				return
 			}
 			// The action runs to its end even if the client goes away.
 			err := act(context.WithoutCancel(r.Context()), name)
 			if err != nil {
-				fail(w, errStatus(err), err)
+				sockapi.Fail(w, errStatus(err), err)
 				return
 			}
 			st, err := h.Get(name)
 			if err != nil {
-				fail(w, errStatus(err), err)
+				sockapi.Fail(w, errStatus(err), err)
 				return
 			}
-			reply(w, http.StatusOK, st)
+			sockapi.Reply(w, http.StatusOK, st)
 		}
 	})
-}
-
-func method(w http.ResponseWriter, r *http.Request, m string) bool {
-	if r.Method == m || m == http.MethodGet && r.Method == http.MethodHead {
-		return true
-	}
-	w.Header().Set("Allow", m)
-	fail(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: method not allowed", r.Method, r.URL.Path))
-	return false
 }
 
 func errStatus(err error) int {
@@ -139,16 +128,6 @@ func errStatus(err error) int {
 	}
 	return http.StatusInternalServerError
 }
-
-func reply(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-func fail(w http.ResponseWriter, code int, err error) { reply(w, code, ErrorReply{Error: err.Error()}) }
 
 // Listen listens on the unix socket path (replacing a stale one), mode
 // 0660, owned by root and group gid.
@@ -186,55 +165,18 @@ type Client struct {
 	Socket string
 
 	once sync.Once
-	hc   *http.Client
+	c    *sockapi.Client
 }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
-	sock := c.Socket
-	if sock == "" {
-		sock = Socket
-	}
 	c.once.Do(func() {
-		c.hc = &http.Client{Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", sock)
-			},
-		}}
+		sock := c.Socket
+		if sock == "" {
+			sock = Socket
+		}
+		c.c = &sockapi.Client{Socket: sock, Name: "vmm", NotFound: ErrUnknownGuest}
 	})
-	req, err := http.NewRequestWithContext(ctx, method, "http://vmm"+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("vmm at %s: %w", sock, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		msg := strings.TrimSpace(string(b))
-		var e ErrorReply
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		if resp.StatusCode == http.StatusNotFound && strings.Contains(msg, ErrUnknownGuest.Error()) {
-			return fmt.Errorf("vmm: %s: %w", msg, ErrUnknownGuest)
-		}
-		return fmt.Errorf("vmm: %s: %s", resp.Status, msg)
-	}
-	switch out := out.(type) {
-	case nil:
-		return nil
-	case *[]byte:
-		*out, err = io.ReadAll(resp.Body)
-		return err
-	default:
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			return fmt.Errorf("vmm at %s: %w", sock, err)
-		}
-	}
-	return nil
+	return c.c.Do(ctx, method, path, nil, out)
 }
 
 func guestPath(name, verb string) string {
