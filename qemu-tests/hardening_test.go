@@ -16,6 +16,7 @@ func TestHardeningReadsBack(t *testing.T) {
 	dir := outDir(t, "HARDVISOR_OUT_DEBUG")
 	m := readManifest(t, dir)
 	vm := directBoot(t, dir, nil)
+	expect(t, vm, regexp.MustCompile(`hardvisor: modules: loading disabled; freed [1-9]\d* MB of module files in /usr/lib/modules`), bootTimeout)
 	ready := expect(t, vm, readyLine(m.Version), bootTimeout)
 	if h := regexp.MustCompile(`hardening=(\d+)/(\d+)`).FindStringSubmatch(ready[0]); h == nil || h[1] != h[2] {
 		t.Errorf("ready line %q does not report every hardening check passed", ready[0])
@@ -46,4 +47,14 @@ func TestHardeningReadsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, vm, regexp.MustCompile(`\[integrity\]`), bootTimeout)
+
+	// With loading off, the module files were freed from the root file
+	// system (see the boot log above), and transparent huge pages are only
+	// for who asks.
+	if err := vm.Send("ls /usr/lib/modules; cat /sys/kernel/mm/transparent_hugepage/enabled\n"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, vm, regexp.MustCompile(`/usr/lib/modules: no such file or directory`), bootTimeout)
+	// (The kernel turns them off entirely below 512 MiB of RAM.)
+	expect(t, vm, regexp.MustCompile(`^always (\[madvise\] never|madvise \[never\])$`), bootTimeout)
 }

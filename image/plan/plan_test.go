@@ -13,7 +13,7 @@ func TestCmdline(t *testing.T) {
 	got := Cmdline(cfg)
 	want := "console=tty0 console=ttyS0,115200 quiet rdinit=/init lockdown=integrity security=selinux module.sig_enforce=1 slab_nomerge " +
 		"init_on_alloc=1 init_on_free=1 page_alloc.shuffle=1 randomize_kstack_offset=on vsyscall=none debugfs=off " +
-		"pti=on oops=panic panic=10 nosmt"
+		"pti=on oops=panic panic=10 transparent_hugepage=madvise nosmt"
 	if got != want {
 		t.Errorf("Cmdline =\n%s\nwant\n%s", got, want)
 	}

@@ -426,7 +426,7 @@ func Sequence(h *Host, sp spawn.Spawner) []Step {
 		DataPartition{Host: h, Spawner: sp, LoadFS: func() error { return h.LoadModules(DataFSModule) }},
 		SELinuxData{Host: h},
 		Network{Host: h, Sysfs: "/sys"},
-		DisableModules{Host: h},
+		DisableModules{Host: h, Dir: "/" + kernel.ModulesImageDir},
 		PowerEvents{Host: h},
 		StatusServer{Host: h},
 		Services{Host: h, Spawner: sp},

@@ -68,3 +68,32 @@ func TestHostsFile(t *testing.T) {
 		t.Errorf("HostsFile(hv01) = %q, want %q", got, want)
 	}
 }
+
+func TestRemoveTree(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "modules")
+	for name, size := range map[string]int{"6.1/kernel/fs/ext4.ko": 3000, "6.1/kernel/net/bridge.ko": 1200, "6.1/modules.dep": 34} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "6.1/link")); err != nil {
+		t.Fatal(err)
+	}
+	freed, err := removeTree(dir)
+	if err != nil || freed != 4234 {
+		t.Fatalf("removeTree = %d, %v; want 4234 bytes", freed, err)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Fatalf("%s still there: %v", dir, err)
+	}
+	if _, err := os.Stat("/etc/passwd"); err != nil {
+		t.Fatalf("the symlink's target went too: %v", err)
+	}
+	if freed, err := removeTree(dir); err != nil || freed != 0 {
+		t.Fatalf("removeTree of a missing dir = %d, %v; want 0, nil", freed, err)
+	}
+}
