@@ -22,8 +22,10 @@ import (
 )
 
 // guestsConfig is a debug host with the management API, a guest network
-// on its second NIC and three tiny guests on it: alpha and beta start at
-// boot; gamma, which touches more memory than its ceiling allows, does not.
+// on its second NIC and four tiny guests on it: alpha and beta start at
+// boot; gamma, which touches more memory than its ceiling allows, does not;
+// delta's memory ceiling (700Mi) fits machine/ (about 950Mi in the test's
+// VM) alone but not beside alpha's and beta's.
 const guestsConfig = `apiVersion: hardvisor.dev/v1
 version: 0.1.0-guests
 profile: debug
@@ -43,10 +45,16 @@ templates:
     memory: 192Mi
     disk: 1Mi
     limits: {memory: 192Mi}
+  - name: big
+    cpus: 1
+    memory: 16Mi
+    disk: 1Mi
+    limits: {memory: 700Mi}
 guests:
   - {name: alpha, template: tiny, network: lab, autostart: true, image: alpha.img}
   - {name: beta, template: tiny, network: lab, autostart: true, image: beta.img}
   - {name: gamma, template: hog, network: lab, image: gamma.img}
+  - {name: delta, template: big, network: lab}
 `
 
 // noVirtCPU is TCG's default CPU without hardware virtualization: TCG's
@@ -232,6 +240,16 @@ func TestGuests(t *testing.T) {
 	}
 	if a := guests()["alpha"]; a.State != "running" || a.PID != gs["alpha"].PID {
 		t.Errorf("alpha after gamma's OOM: %s pid %d, want still running as pid %d", a.State, a.PID, gs["alpha"].PID)
+	}
+
+	// The runtime budget: delta's ceiling does not fit beside the running
+	// guests', so vmm refuses to start it, and says why.
+	if code, body, err := call(&admin, "POST", "/v1/guests/delta/start", ""); err != nil || code != 202 {
+		t.Fatalf("admin starts delta: %d %v %s", code, err, body)
+	}
+	expect(t, vm, regexp.MustCompile(`msg="guest cannot start" guest=delta err="guest delta does not fit in the host's memory budget: its ceiling is 700Mi, running guests hold (400|592)Mi of the \d+(Ki|Mi|Gi)? that machine/ allows"`), time.Minute)
+	if d := guests()["delta"]; !d.Failed || !strings.Contains(d.Error, "does not fit in the host's memory budget") || d.PID != 0 {
+		t.Errorf("delta after the refusal: failed %v, pid %d, error %q; want failed with the budget's reason", d.Failed, d.PID, d.Error)
 	}
 
 	// Poweroff: vmm powers both guests off by ACPI before the host stops.

@@ -202,6 +202,7 @@ type guest struct {
 	want      bool // should be running
 	startedAt time.Time
 	nextStart time.Time
+	starting  bool   // between the budget check and running (or failing)
 	setupID   int    // domain ID whose port, pids.max and check ran
 	oomSeen   uint64 // oom_kill of the guest's parent group, last seen running
 	cgParent  string
@@ -631,6 +632,12 @@ func (m *Manager) start(ctx context.Context, g *guest) error {
 	if err != nil {
 		return err
 	}
+	if err := m.reserve(g); err != nil {
+		m.setError(g, err, true)
+		m.log.Error("guest cannot start", "guest", name, "err", err)
+		return err
+	}
+	defer m.release(g)
 	made, err := PrepareDisk(m.opts.DataDir, g.g.Spec, m.opts.ImagePath(name))
 	if err != nil {
 		m.setError(g, err, true)
