@@ -243,13 +243,40 @@ func TestGuests(t *testing.T) {
 	}
 
 	// The runtime budget: delta's ceiling does not fit beside the running
-	// guests', so vmm refuses to start it, and says why.
-	if code, body, err := call(&admin, "POST", "/v1/guests/delta/start", ""); err != nil || code != 202 {
-		t.Fatalf("admin starts delta: %d %v %s", code, err, body)
+	// guests', so vmm refuses to start it (409), and says why.
+	budgetRe := regexp.MustCompile(`guest delta does not fit in the host's memory budget: its ceiling is 700Mi, running guests hold (400|592)Mi of the \d+(\.\d)?Mi that machine/ allows`)
+	if code, body, err := call(&admin, "POST", "/v1/guests/delta/start", ""); err != nil || code != 409 || !budgetRe.Match(body) {
+		t.Fatalf("admin starts delta: %d %v %s, want 409 with the budget's numbers", code, err, body)
 	}
-	expect(t, vm, regexp.MustCompile(`msg="guest cannot start" guest=delta err="guest delta does not fit in the host's memory budget: its ceiling is 700Mi, running guests hold (400|592)Mi of the \d+(Ki|Mi|Gi)? that machine/ allows"`), time.Minute)
+	expect(t, vm, regexp.MustCompile(`msg="guest cannot start" guest=delta err="`+budgetRe.String()), time.Minute)
 	if d := guests()["delta"]; !d.Failed || !strings.Contains(d.Error, "does not fit in the host's memory budget") || d.PID != 0 {
 		t.Errorf("delta after the refusal: failed %v, pid %d, error %q; want failed with the budget's reason", d.Failed, d.PID, d.Error)
+	}
+
+	// A corrupt disk, then a missing one: gamma fails alone, with the
+	// reason in its status, and alpha keeps running.
+	for deadline := time.Now().Add(time.Minute); guests()["gamma"].State != "shutoff"; time.Sleep(2 * time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("gamma is %q a minute after its stop, want shutoff", guests()["gamma"].State)
+		}
+	}
+	gammaDisk := "/var/lib/hardvisor/guests/gamma/disk.img"
+	for _, c := range []struct{ damage, reason string }{
+		{"echo corrupt > " + gammaDisk, "disk unusable: " + gammaDisk + ": size 8 is not a whole number of sectors"},
+		{"rm " + gammaDisk, "disk missing: " + gammaDisk + " was made before and is gone"},
+	} {
+		sh.run(c.damage + "; echo damaged")
+		// vmm failed the start: 502, with its reason.
+		if code, body, err := call(&admin, "POST", "/v1/guests/gamma/start", ""); err != nil || code != 502 || !strings.Contains(string(body), c.reason) {
+			t.Fatalf("admin starts gamma after %q: %d %v %s, want 502 with %q", c.damage, code, err, body, c.reason)
+		}
+		expect(t, vm, regexp.MustCompile(`msg="guest cannot start" guest=gamma err="guest gamma: `+regexp.QuoteMeta(c.reason)), time.Minute)
+		if g := guests()["gamma"]; !g.Failed || !strings.Contains(g.Error, c.reason) || g.PID != 0 {
+			t.Errorf("gamma after %q: failed %v, pid %d, error %q; want failed with %q", c.damage, g.Failed, g.PID, g.Error, c.reason)
+		}
+	}
+	if a := guests()["alpha"]; a.State != "running" || a.PID != gs["alpha"].PID {
+		t.Errorf("alpha after gamma's bad disks: %s pid %d, want still running as pid %d", a.State, a.PID, gs["alpha"].PID)
 	}
 
 	// Poweroff: vmm powers both guests off by ACPI before the host stops.

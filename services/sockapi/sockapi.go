@@ -54,6 +54,9 @@ type Client struct {
 	// NotFound is the error a 404 whose message contains its text wraps,
 	// so callers can tell an unknown name with errors.Is; nil for none.
 	NotFound error
+	// Conflict is the same for a 409: a request the server's present state
+	// refuses.
+	Conflict error
 
 	once sync.Once
 	hc   *http.Client
@@ -98,6 +101,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		}
 		if resp.StatusCode == http.StatusNotFound && c.NotFound != nil && strings.Contains(msg, c.NotFound.Error()) {
 			return fmt.Errorf("%s: %s: %w", c.Name, msg, c.NotFound)
+		}
+		if resp.StatusCode == http.StatusConflict && c.Conflict != nil && strings.Contains(msg, c.Conflict.Error()) {
+			return fmt.Errorf("%s: %s: %w", c.Name, msg, c.Conflict)
 		}
 		return fmt.Errorf("%s: %s: %s", c.Name, resp.Status, msg)
 	}

@@ -126,6 +126,9 @@ func errStatus(err error) int {
 	if errors.Is(err, ErrUnknownGuest) {
 		return http.StatusNotFound
 	}
+	if errors.Is(err, ErrNoBudget) {
+		return http.StatusConflict
+	}
 	return http.StatusInternalServerError
 }
 
@@ -174,7 +177,7 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 		if sock == "" {
 			sock = Socket
 		}
-		c.c = &sockapi.Client{Socket: sock, Name: "vmm", NotFound: ErrUnknownGuest}
+		c.c = &sockapi.Client{Socket: sock, Name: "vmm", NotFound: ErrUnknownGuest, Conflict: ErrNoBudget}
 	})
 	return c.c.Do(ctx, method, path, nil, out)
 }

@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,9 @@ import (
 	"hardvisor.dev/hardvisor/config"
 	"hardvisor.dev/hardvisor/services/cgroups"
 )
+
+// ErrNoBudget is what the error of a start the memory budget refuses wraps.
+var ErrNoBudget = errors.New("does not fit in the host's memory budget")
 
 // memoryCeiling is what a guest may hold in memory: its memory.max.
 func memoryCeiling(s config.GuestSpec) config.Size {
@@ -28,8 +32,16 @@ func FitMemory(name string, want config.Size, held config.Size, budget config.Si
 	if budget < 0 || held+want <= budget {
 		return nil
 	}
-	return fmt.Errorf("guest %s does not fit in the host's memory budget: its ceiling is %s, running guests hold %s of the %s that %s/ allows",
-		name, want, held, budget, cgroups.Machine)
+	return fmt.Errorf("guest %s %w: its ceiling is %s, running guests hold %s of the %s that %s/ allows",
+		name, ErrNoBudget, want, held, mib(budget), cgroups.Machine)
+}
+
+// mib writes s in whole Mi when it is one, else in Mi to a tenth.
+func mib(s config.Size) string {
+	if s%config.Mi == 0 {
+		return s.String()
+	}
+	return strconv.FormatFloat(float64(s)/float64(config.Mi), 'f', 1, 64) + "Mi"
 }
 
 // machineBudget reads machine/'s memory.max; -1 when it is "max".

@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,9 +21,10 @@ func TestFitMemory(t *testing.T) {
 		{200 * mi, 400 * mi, -1, ""},
 		{192 * mi, 400 * mi, 512 * mi, "guest g does not fit in the host's memory budget: its ceiling is 192Mi, running guests hold 400Mi of the 512Mi that machine/ allows"},
 		{600 * mi, 0, 512 * mi, "guest g does not fit in the host's memory budget: its ceiling is 600Mi, running guests hold 0 of the 512Mi that machine/ allows"},
+		{700 * mi, 400 * mi, 973756 * config.Ki, "guest g does not fit in the host's memory budget: its ceiling is 700Mi, running guests hold 400Mi of the 950.9Mi that machine/ allows"},
 	} {
 		err := FitMemory("g", tc.want, tc.held, tc.budget)
-		if got := errText(err); got != tc.err {
+		if got := errText(err); got != tc.err || err != nil && !errors.Is(err, ErrNoBudget) {
 			t.Errorf("FitMemory(%s, held %s, budget %s) = %q, want %q", tc.want, tc.held, tc.budget, got, tc.err)
 		}
 	}

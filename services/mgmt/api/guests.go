@@ -101,13 +101,16 @@ func readConsole(h *handler, r *http.Request, name string) (any, error) {
 }
 
 // guestError is what a vmm error is answered with: 404 for a guest vmm
-// does not have, 503 when vmm gave no answer (not running, its socket
-// gone), else 502, vmm having failed (its message says why).
+// does not have, 409 for one that does not fit the host's memory budget now,
+// 503 when vmm gave no answer (not running, its socket gone), else 502, vmm
+// having failed (its message says why).
 func guestError(err error, name string) error {
 	var ue *url.Error
 	switch {
 	case errors.Is(err, vmm.ErrUnknownGuest):
 		return errorf(http.StatusNotFound, "unknown guest %q", name)
+	case errors.Is(err, vmm.ErrNoBudget):
+		return errorf(http.StatusConflict, "%v", err)
 	case errors.As(err, &ue):
 		return errorf(http.StatusServiceUnavailable, "vmm unreachable: %v", err)
 	}
