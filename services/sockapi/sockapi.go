@@ -51,12 +51,10 @@ type Client struct {
 	Socket string
 	// Name names the server in errors ("PID 1", "vmm").
 	Name string
-	// NotFound is the error a 404 whose message contains its text wraps,
-	// so callers can tell an unknown name with errors.Is; nil for none.
-	NotFound error
-	// Conflict is the same for a 409: a request the server's present state
-	// refuses.
-	Conflict error
+	// Sentinels are the errors an error response wraps, by its status, when
+	// its message contains their text, so callers can tell them apart with
+	// errors.Is (an unknown name's 404, a refusal's 409).
+	Sentinels map[int]error
 
 	once sync.Once
 	hc   *http.Client
@@ -99,11 +97,8 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
-		if resp.StatusCode == http.StatusNotFound && c.NotFound != nil && strings.Contains(msg, c.NotFound.Error()) {
-			return fmt.Errorf("%s: %s: %w", c.Name, msg, c.NotFound)
-		}
-		if resp.StatusCode == http.StatusConflict && c.Conflict != nil && strings.Contains(msg, c.Conflict.Error()) {
-			return fmt.Errorf("%s: %s: %w", c.Name, msg, c.Conflict)
+		if s := c.Sentinels[resp.StatusCode]; s != nil && strings.Contains(msg, s.Error()) {
+			return fmt.Errorf("%s: %s: %w", c.Name, msg, s)
 		}
 		return fmt.Errorf("%s: %s: %s", c.Name, resp.Status, msg)
 	}

@@ -284,7 +284,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		if sock == "" {
 			sock = Socket
 		}
-		c.c = &sockapi.Client{Socket: sock, Name: "PID 1", NotFound: ErrUnknownService}
+		c.c = &sockapi.Client{Socket: sock, Name: "PID 1", Sentinels: map[int]error{http.StatusNotFound: ErrUnknownService}}
 	})
 	return c.c.Do(ctx, method, path, body, out)
 }

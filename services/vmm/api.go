@@ -177,7 +177,7 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 		if sock == "" {
 			sock = Socket
 		}
-		c.c = &sockapi.Client{Socket: sock, Name: "vmm", NotFound: ErrUnknownGuest, Conflict: ErrNoBudget}
+		c.c = &sockapi.Client{Socket: sock, Name: "vmm", Sentinels: map[int]error{http.StatusNotFound: ErrUnknownGuest, http.StatusConflict: ErrNoBudget}}
 	})
 	return c.c.Do(ctx, method, path, nil, out)
 }
