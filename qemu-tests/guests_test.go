@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,7 +24,7 @@ import (
 
 // guestsConfig is a debug host with the management API, a guest network
 // on its second NIC and four tiny guests on it: alpha and beta start at
-// boot; gamma, which touches more memory than its ceiling allows, does not;
+// boot, and alpha sends frames from its own MAC and from a forged one; gamma, which touches more memory than its ceiling allows, does not;
 // delta's memory ceiling (700Mi) fits machine/ (about 950Mi in the test's
 // VM) alone but not beside alpha's and beta's.
 const guestsConfig = `apiVersion: hardvisor.dev/v1
@@ -51,7 +52,7 @@ templates:
     disk: 1Mi
     limits: {memory: 700Mi}
 guests:
-  - {name: alpha, template: tiny, network: lab, autostart: true, image: alpha.img}
+  - {name: alpha, template: tiny, network: lab, autostart: true, image: alpha.img, mac: "%s"}
   - {name: beta, template: tiny, network: lab, autostart: true, image: beta.img}
   - {name: gamma, template: hog, network: lab, image: gamma.img}
   - {name: delta, template: big, network: lab}
@@ -98,8 +99,9 @@ var mcsRe = regexp.MustCompile(`^system_u:system_r:svirt_tcg_t:s0:(c\d+,c\d+)$`)
 
 // TestGuests boots a host with guests and checks, from this machine
 // through the management API and `hardvisor ctl`, and inside through the
-// debug shell: the autostart guests run and print their marker; each runs
-// as svirt_tcg_t with its own MCS category pair; a process in alpha's
+// debug shell: the autostart guests run and print their marker; the frames
+// alpha sends from its own MAC leave the host's uplink and those from a
+// forged MAC do not; each runs as svirt_tcg_t with its own MCS category pair; a process in alpha's
 // label reads alpha's disk and is refused beta's by SELinux in enforcing
 // mode; the guests' cgroups carry their template's ceilings; a guest that
 // touches more memory than its ceiling is killed alone while the others
@@ -110,11 +112,17 @@ func TestGuests(t *testing.T) {
 	p := newAPIPKI(t, dir)
 	admin, viewer := p.issue(t, "alice", pki.RoleAdmin), p.issue(t, "victor", pki.RoleViewer)
 	const hogMiB = 186 // of its 192Mi: with QEMU's own memory, beyond the 192Mi ceiling
-	out := buildConfig(t, "guests", fmt.Sprintf(guestsConfig, p.apiConfig()), guestImages(t,
-		testguest.Guest{Name: "alpha"}, testguest.Guest{Name: "beta"},
+	const alphaMAC, frames = "52:54:00:a1:00:01", 20
+	out := buildConfig(t, "guests", fmt.Sprintf(guestsConfig, p.apiConfig(), alphaMAC), guestImages(t,
+		testguest.Guest{Name: "alpha", Mode: testguest.ModeSpoof, Frames: frames}, testguest.Guest{Name: "beta"},
 		testguest.Guest{Name: "gamma", Mode: testguest.ModeHog, HogMiB: hogMiB}))
+	// The guest network's uplink is a TAP of this machine: what leaves
+	// the host on that wire is recorded from before the host boots.
+	const uplink = "hvlab0"
+	hostTap(t, uplink)
+	wire := captureFrames(t, uplink)
 	vm := directBoot(t, out, func(o *qemu.Options) {
-		o.NICs = []qemu.NIC{{HostFwd: []string{"tcp:127.0.0.1:0-:8443"}}, {}}
+		o.NICs = []qemu.NIC{{HostFwd: []string{"tcp:127.0.0.1:0-:8443"}}, {TAP: uplink}}
 		o.Disks = []qemu.Disk{{Path: dataDisk(t)}}
 		o.Memory, o.CPUs, o.CPU = 1536, 2, noVirtCPU
 		o.ExtraArgs = []string{"-device", "virtio-rng-pci"}
@@ -180,6 +188,23 @@ func TestGuests(t *testing.T) {
 	for _, name := range []string{"alpha", "beta"} {
 		waitConsole(t, call, &viewer, name, testguest.UpLine(name))
 	}
+
+	// Anti-spoofing: alpha sent each frame twice, from its MAC and from
+	// a forged one. Its tap got both; the uplink's wire only the first.
+	waitConsole(t, call, &viewer, "alpha", testguest.SentLine("alpha", frames))
+	forged := net.HardwareAddr(testguest.ForgedMAC[:]).String()
+	all, own := wire.bySource(testguest.FrameType)
+	for deadline := time.Now().Add(30 * time.Second); own[alphaMAC] < frames && time.Now().Before(deadline); all, own = wire.bySource(testguest.FrameType) {
+		time.Sleep(time.Second)
+	}
+	if own[alphaMAC] != frames || all[forged] != 0 || len(own) != 1 {
+		t.Errorf("frames on the uplink's wire by source MAC: %v (of type %#x: %v); want %d from alpha (%s) and none from %s",
+			all, testguest.FrameType, own, frames, alphaMAC, forged)
+	}
+	if rx, err := strconv.Atoi(strings.TrimSpace(sh.run("cat /sys/class/net/" + gs["alpha"].Tap + "/statistics/rx_packets"))); err != nil || rx < 2*frames {
+		t.Errorf("alpha's tap %s received %d packets (%v), want the %d frames alpha sent", gs["alpha"].Tap, rx, err, 2*frames)
+	}
+	t.Logf("frames on the uplink's wire by source MAC: %v", all)
 
 	// sVirt: a process as QEMU is (libvirt-qemu, alpha's label) opens
 	// alpha's disk; beta's, which the same user owns, SELinux refuses.

@@ -3,35 +3,45 @@ package testguest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
-
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestBootSector(t *testing.T) {
-	for _, g := range []Guest{{Name: "a"}, {Name: "web-01", Mode: ModeHog, HogMiB: 100}, {Name: strings.Repeat("n", 60), Mode: ModeHog, HogMiB: 1}} {
-		bs, err := g.BootSector()
+func TestImage(t *testing.T) {
+	for _, g := range []Guest{{Name: "a"}, {Name: "web-01", Mode: ModeHog, HogMiB: 100},
+		{Name: strings.Repeat("n", MaxName), Mode: ModeHog, HogMiB: 1}, {Name: "s", Mode: ModeSpoof, Frames: 3}} {
+		img, err := g.Image()
 		if err != nil {
 			t.Fatalf("%+v: %v", g, err)
 		}
-		if len(bs) != 512 || bs[510] != 0x55 || bs[511] != 0xaa {
-			t.Fatalf("%+v: %d bytes, signature %x", g, len(bs), bs[510:])
+		if len(img) != DiskSize || img[510] != 0x55 || img[511] != 0xaa {
+			t.Fatalf("%+v: %d bytes, signature %x", g, len(img), img[510:512])
 		}
-		if !bytes.Contains(bs, []byte(UpLine(g.Name)+"\r\n\x00")) {
+		// The boot sector loads all the code after it: "mov ax,0x02NN;
+		// mov cx,2" reads NN sectors from sector 2.
+		end := bytes.LastIndexFunc(img, func(r rune) bool { return r != 0 }) + 1
+		sectors := (end - 512 + 511) / 512
+		if !bytes.Contains(img[:510], []byte{0xb8, byte(sectors), 0x02, 0xb9, 0x02, 0x00}) {
+			t.Errorf("%+v: the boot sector does not load the %d sectors of code after it", g, sectors)
+		}
+		if !bytes.Contains(img[:end], []byte(UpLine(g.Name)+"\r\n\x00")) {
 			t.Errorf("%+v: no up line", g)
 		}
-		img, err := g.Image()
-		if err != nil || len(img) != DiskSize || !bytes.Equal(img[:512], bs) {
-			t.Errorf("%+v: image %d bytes, %v", g, len(img), err)
+		if g.Mode == ModeSpoof && (!bytes.Contains(img[:end], []byte(SentLine(g.Name, g.Frames))) || !bytes.Contains(img[:end], ForgedMAC[:])) {
+			t.Errorf("%+v: no sent line or forged MAC in the code", g)
 		}
 	}
-	for _, g := range []Guest{{Name: strings.Repeat("n", 200)}, {Name: "bad\nname"}, {Name: "h", Mode: ModeHog}} {
-		if _, err := g.BootSector(); err == nil {
+	for _, g := range []Guest{{Name: strings.Repeat("n", MaxName+1)}, {Name: "bad\nname"}, {Name: "h", Mode: ModeHog},
+		{Name: "s", Mode: ModeSpoof}, {Name: "s", Mode: ModeSpoof, Frames: 10001}} {
+		if _, err := g.Image(); err == nil {
 			t.Errorf("%+v: no error", g)
 		}
 	}
@@ -39,18 +49,25 @@ func TestBootSector(t *testing.T) {
 
 // TestBoot boots each kind of guest under QEMU (TCG), waits for its lines
 // on COM1, then presses the ACPI power button and expects it to power off.
+// The spoofing guest's NIC has QEMU's filter-dump on its backend, and the
+// frames it recorded are checked: every pair, from the NIC's MAC and from
+// ForgedMAC.
 func TestBoot(t *testing.T) {
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Skip("no qemu-system-x86_64")
 	}
+	const mac = "52:54:00:aa:bb:01"
 	for _, tc := range []struct {
 		g    Guest
 		bus  string
+		nic  bool
 		want []string
 	}{
-		{Guest{Name: "idle1"}, "virtio", []string{UpLine("idle1")}},
-		{Guest{Name: "hog1", Mode: ModeHog, HogMiB: 48}, "ide", []string{UpLine("hog1"), TouchedLine("hog1", 48)}},
+		{Guest{Name: "idle1"}, "virtio", false, []string{UpLine("idle1")}},
+		{Guest{Name: "hog1", Mode: ModeHog, HogMiB: 48}, "ide", false, []string{UpLine("hog1"), TouchedLine("hog1", 48)}},
+		{Guest{Name: "spoof1", Mode: ModeSpoof, Frames: 5}, "virtio", true, []string{UpLine("spoof1"), SentLine("spoof1", 5)}},
+		{Guest{Name: "nonic1", Mode: ModeSpoof, Frames: 5}, "virtio", false, []string{UpLine("nonic1"), NoNICLine("nonic1")}},
 	} {
 		t.Run(tc.g.Name, func(t *testing.T) {
 			t.Parallel()
@@ -62,10 +79,16 @@ func TestBoot(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			con := filepath.Join(dir, "console.log")
-			cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-m", "64", "-nographic", "-vga", "none",
+			args := []string{"-accel", "tcg", "-m", "64", "-nographic", "-vga", "none",
 				"-nodefaults", "-no-user-config", "-net", "none",
-				"-drive", "file="+img+",format=raw,if="+tc.bus,
-				"-serial", "file:"+con, "-qmp", "stdio")
+				"-drive", "file=" + img + ",format=raw,if=" + tc.bus,
+				"-serial", "file:" + con, "-qmp", "stdio"}
+			dump := filepath.Join(dir, "nic.pcap")
+			if tc.nic {
+				args = append(args, "-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0,romfile=,mac="+mac,
+					"-object", "filter-dump,id=d0,netdev=n0,file="+dump)
+			}
+			cmd := exec.CommandContext(ctx, qemu, args...)
 			stdin, err := cmd.StdinPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -100,6 +123,9 @@ func TestBoot(t *testing.T) {
 			if b, _ := os.ReadFile(con); !bytes.Contains(b, []byte(PoweringOffLine(tc.g.Name))) {
 				t.Errorf("console: %q", b)
 			}
+			if tc.nic {
+				checkFrames(t, dump, mac, tc.g)
+			}
 			stdin.Close()
 		})
 	}
@@ -118,5 +144,40 @@ func waitFor(ctx context.Context, path, s string, exited <-chan error) error {
 			return fmt.Errorf("qemu exited before %q: %v", s, err)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// checkFrames reads the pcap file QEMU's filter-dump wrote and expects the
+// guest's frames in it: g.Frames pairs, broadcast, of FrameType, each pair
+// from mac and then from ForgedMAC, the up line as payload.
+func checkFrames(t *testing.T, pcap, mac string, g Guest) {
+	t.Helper()
+	b, err := os.ReadFile(pcap)
+	if err != nil || len(b) < 24 || binary.LittleEndian.Uint32(b) != 0xa1b2c3d4 {
+		t.Fatalf("pcap %s: %v, %d bytes", pcap, err, len(b))
+	}
+	own, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for rest := b[24:]; len(rest) > 0; n++ {
+		if len(rest) < 16 || len(rest) < 16+int(binary.LittleEndian.Uint32(rest[8:])) {
+			t.Fatalf("pcap %s: truncated record %d", pcap, n)
+		}
+		size := int(binary.LittleEndian.Uint32(rest[8:]))
+		f := rest[16 : 16+size]
+		rest = rest[16+size:]
+		src := []byte(own)
+		if n%2 == 1 {
+			src = ForgedMAC[:]
+		}
+		want := slices.Concat(bytes.Repeat([]byte{0xff}, 6), src, []byte{FrameType >> 8, FrameType & 0xff}, []byte(UpLine(g.Name)+"\r\n"))
+		if len(f) < 60 || !bytes.HasPrefix(f, want) {
+			t.Errorf("frame %d: %d bytes % x, want 60 or more starting % x", n, len(f), f, want)
+		}
+	}
+	if n != 2*g.Frames {
+		t.Errorf("pcap %s: %d frames, want %d", pcap, n, 2*g.Frames)
 	}
 }
