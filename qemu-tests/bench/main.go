@@ -45,7 +45,7 @@ func main() {
 }
 
 func run() error {
-	only := flag.String("only", "", "run only this part of the bench: api (the management API) or guests")
+	only := flag.String("only", "", "run only this part of the bench: media (boot to ready per medium), api (the management API) or guests")
 	flag.Parse()
 	src, err := os.Getwd()
 	if err != nil {
@@ -70,8 +70,23 @@ func run() error {
 	case "guests":
 		fmt.Printf("%-34s %8s   %-40s %8s  %s\n", "measure", "hardvisor", "baseline", "value", "ratio")
 		return benchGuests(bin, src, work, cacheDir)
+	case "media":
+		out := filepath.Join(work, "out")
+		if err := hardvisor(bin, src, "", "build", "-o", out, "--cache", cacheDir); err != nil {
+			return err
+		}
+		m, err := manifest.Read(out)
+		if err != nil {
+			return err
+		}
+		floorCPIO, err := qemu.BuildFloorInitramfs(work)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%-34s %8s   %-40s %8s  %s\n", "measure", "hardvisor", "baseline", "value", "ratio")
+		return benchMedia(work, out, m, floorCPIO, regexp.MustCompile(`hardvisor: ready version=`))
 	default:
-		return fmt.Errorf("-only %q: want api or guests", *only)
+		return fmt.Errorf("-only %q: want media, api or guests", *only)
 	}
 
 	// Build: both sides start from an empty Go build cache, so "cold" means the
