@@ -787,3 +787,30 @@ func TestFeatureModules(t *testing.T) {
 		}
 	}
 }
+
+// TestImageModules: the default list without guests or networks leaves out
+// every feature-only module; a network keeps the bridge (and only what its
+// shape needs); guests keep KVM and their backends; other modules stay.
+func TestImageModules(t *testing.T) {
+	c := LoadDefault()
+	keep, unused := c.ImageModules()
+	if want := []string{"kvm", "kvm_intel", "kvm_amd", "bridge", "8021q", "bonding", "tun", "vhost_net", "loop", "squashfs"}; !slices.Equal(unused, want) {
+		t.Errorf("default config leaves out %v, want %v", unused, want)
+	}
+	if len(keep)+len(unused) != len(wantModules) || !slices.Contains(keep, "nf_tables") || !slices.Contains(keep, "ixgbe") {
+		t.Errorf("default config keeps %v", keep)
+	}
+	c.Networks = []Network{{Name: "a", Uplinks: []Uplink{{MAC: "52:54:00:bb:00:01"}}}}
+	if _, unused := c.ImageModules(); !slices.Equal(unused, []string{"kvm", "kvm_intel", "kvm_amd", "8021q", "bonding", "tun", "vhost_net", "loop", "squashfs"}) {
+		t.Errorf("one untagged single-uplink network leaves out %v", unused)
+	}
+	c.Guests = []Guest{{Name: "web1"}}
+	if _, unused := c.ImageModules(); !slices.Equal(unused, []string{"8021q", "bonding"}) {
+		t.Errorf("a guest on that network leaves out %v, want only 8021q and bonding", unused)
+	}
+	// Names are compared as the kernel does, '-' and '_' alike.
+	c.Guests, c.Networks, c.Kernel.Modules = nil, nil, []string{"kvm-intel", "ext4"}
+	if keep, unused := c.ImageModules(); !slices.Equal(keep, []string{"ext4"}) || !slices.Equal(unused, []string{"kvm-intel"}) {
+		t.Errorf("kvm-intel and ext4 without guests: keep %v, leave out %v", keep, unused)
+	}
+}

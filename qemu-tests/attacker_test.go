@@ -45,7 +45,8 @@ guests:
 // open, and an all-nodes IPv6 ping gets no answer from the host; the
 // uplink's receive counter shows the probes did arrive. A guest runs on
 // the network throughout (its tap is a port of the bridge, libvirtd and
-// vmm are up), and it still runs after the scans.
+// vmm are up), and it still runs after the scans; then Ctrl-Alt-Del
+// reboots the host, which powers the guest off by ACPI first.
 func TestGuestSideScan(t *testing.T) {
 	nmap := needTool(t, "nmap", "nmap")
 	ip := needTool(t, "ip", "iproute2")
@@ -148,7 +149,12 @@ func TestGuestSideScan(t *testing.T) {
 	if st := sh.run("hvstatus"); !strings.Contains(st, "gate: ready") {
 		t.Errorf("host not ready after the scans:\n%s", st)
 	}
-	powerDown(t, vm)
+	// A reboot (Ctrl-Alt-Del) powers the guest off by ACPI first.
+	rebootDown(t, vm)
+	con := vm.Console()
+	if i, down := strings.Index(con, `msg="guest powered off" guest=omega`), strings.Index(con, "hardvisor: reboot: syncing disks"); i < 0 || i > down {
+		t.Errorf("omega was not powered off by ACPI before the host went down for a reboot")
+	}
 }
 
 // probeQueue is the attacker TAP's queue length: above the scan's

@@ -103,6 +103,22 @@ func powerDown(t *testing.T, vm *qemu.VM) {
 	}
 }
 
+// rebootDown presses Ctrl-Alt-Del and checks that PID 1 takes the host
+// down for a reboot cleanly; with NoReboot, QEMU then exits.
+func rebootDown(t *testing.T, vm *qemu.VM) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	keys := []map[string]string{{"type": "qcode", "data": "ctrl"}, {"type": "qcode", "data": "alt"}, {"type": "qcode", "data": "delete"}}
+	if _, err := vm.QMP(ctx, "send-key", map[string]any{"keys": keys}); err != nil {
+		t.Fatalf("send-key ctrl-alt-delete: %v", err)
+	}
+	expect(t, vm, regexp.MustCompile(`hardvisor: reboot: syncing disks`), shutdownTimeout)
+	if _, err := vm.Wait(shutdownTimeout); err != nil {
+		t.Fatalf("QEMU did not exit after the reboot: %v\n%s", err, vm.Tail(20))
+	}
+}
+
 // needTool fails (not skips) when a test prerequisite is missing: `make test`
 // installs them.
 func needTool(t *testing.T, name, pkg string) string {

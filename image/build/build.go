@@ -150,7 +150,11 @@ func Run(opts Options) (*Result, error) {
 	if _, err := os.Stat(opts.Stub); err != nil {
 		return nil, fmt.Errorf("EFI stub %s missing: apt-get install systemd-boot-efi", opts.Stub)
 	}
-	p.stage("plan", "version %s, profile %s, kernel %s, %d modules", cfg.Version, cfg.Profile, pl.Kernel.Release, len(pl.Modules.Order))
+	unused := ""
+	if len(pl.Unused) > 0 {
+		unused = " (left out, as no guest or guest network uses them: " + strings.Join(pl.Unused, ", ") + ")"
+	}
+	p.stage("plan", "version %s, profile %s, kernel %s, %d modules%s", cfg.Version, cfg.Profile, pl.Kernel.Release, len(pl.Modules.Order), unused)
 
 	bb, err := compile.Busybox(compile.Options{SourceDir: opts.SourceDir, Packages: pl.Packages, Tags: pl.Tags, Cache: opts.Cache})
 	if err != nil {

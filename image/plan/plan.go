@@ -77,9 +77,12 @@ type Options struct {
 
 // Plan is a build, decided.
 type Plan struct {
-	Config   *config.Config
-	Kernel   *kernel.Kernel
-	Modules  *kernel.ModuleSet
+	Config  *config.Config
+	Kernel  *kernel.Kernel
+	Modules *kernel.ModuleSet
+	// Unused are the modules of kernel.modules the image leaves out: only
+	// a feature this config lacks (guests, guest networks) would use them.
+	Unused   []string
 	Packages []string
 	// Tags are the Go build tags of the compiled commands.
 	Tags    []string
@@ -107,7 +110,8 @@ func New(cfg *config.Config, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	mods, err := k.Modules(cfg.Kernel.Modules)
+	keep, unused := cfg.ImageModules()
+	mods, err := k.Modules(keep)
 	if err != nil {
 		return nil, fmt.Errorf("kernel.modules: %w", err)
 	}
@@ -127,7 +131,7 @@ func New(cfg *config.Config, opts Options) (*Plan, error) {
 		pkgs = append(pkgs, DebugPackages...)
 		tags = DebugTags
 	}
-	return &Plan{Config: cfg, Kernel: k, Modules: mods, Packages: pkgs, Tags: tags, Cmdline: Cmdline(cfg), Services: services}, nil
+	return &Plan{Config: cfg, Kernel: k, Modules: mods, Unused: unused, Packages: pkgs, Tags: tags, Cmdline: Cmdline(cfg), Services: services}, nil
 }
 
 // Cmdline is the canonical kernel command line of an image built from cfg: the
