@@ -167,10 +167,11 @@ func lastLine(s string) string {
 }
 
 // hostTap makes a TAP device on this machine for a VM's NIC, removed when
-// the test ends.
+// the test ends (and first, when a killed run left it behind).
 func hostTap(t *testing.T, name string) {
 	t.Helper()
 	ip := needTool(t, "ip", "iproute2")
+	exec.Command(ip, "tuntap", "del", "dev", name, "mode", "tap").Run()
 	if out, err := exec.Command(ip, "tuntap", "add", "dev", name, "mode", "tap").CombinedOutput(); err != nil {
 		t.Fatalf("tap %s: %v\n%s", name, err, out)
 	}
