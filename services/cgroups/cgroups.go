@@ -5,9 +5,11 @@
 //	machine/                  memory.max and cpu.max = the machine minus the reserve, for guests
 //
 // The resources are computed by pure functions (this file) that the tests
-// check value by value; the Linux part (tree_linux.go) creates the groups with
-// github.com/containerd/cgroups/v3/cgroup2, hands out a directory fd so a child
-// starts inside its group (SysProcAttr.UseCgroupFD) and reads usage back.
+// check value by value, as the interface files and the values written to
+// them; the Linux part (tree_linux.go) creates the groups, enabling the
+// controllers they need up the tree, writes the files, hands out a directory
+// fd so a child starts inside its group (SysProcAttr.UseCgroupFD) and reads
+// usage back. cgroup v2 is files, so PID 1 needs no library for it.
 package cgroups
 
 import (
@@ -20,8 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/containerd/cgroups/v3/cgroup2"
 
 	"hardvisor.dev/hardvisor/config"
 )
@@ -102,27 +102,45 @@ func (l Limits) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Setting is one interface file of a group and the value written to it.
+type Setting struct{ File, Value string }
+
+// Resources are a group's settings, written in order when it is created.
+type Resources []Setting
+
+// Controllers are the controllers the settings need (the files' prefixes,
+// "memory.max" → memory), in order of first use.
+func (r Resources) Controllers() []string {
+	var out []string
+	for _, s := range r {
+		if c, _, ok := strings.Cut(s.File, "."); ok && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // ServiceResources gives the resources of hardvisor.slice/<service>: l with
 // DefaultLimits applied. A zero memory.min is left unwritten (the kernel's
 // default is 0), so a group needs no memory protection it did not ask for.
-func ServiceResources(l Limits) *cgroup2.Resources {
+func ServiceResources(l Limits) Resources {
 	l = l.WithDefaults(DefaultLimits)
-	mem := &cgroup2.Memory{Max: ptr(int64(l.MemoryMax))}
+	r := Resources{{"memory.max", num(int64(l.MemoryMax))}}
 	if l.MemoryMin > 0 {
-		mem.Min = ptr(int64(l.MemoryMin))
+		r = append(r, Setting{"memory.min", num(int64(l.MemoryMin))})
 	}
-	return &cgroup2.Resources{
-		Memory: mem,
-		CPU:    &cgroup2.CPU{Weight: ptr(l.CPUWeight)},
-		Pids:   &cgroup2.Pids{Max: l.PIDsMax},
+	r = append(r, Setting{"cpu.weight", strconv.FormatUint(l.CPUWeight, 10)})
+	if l.PIDsMax > 0 {
+		r = append(r, Setting{"pids.max", num(l.PIDsMax)})
 	}
+	return r
 }
 
 // SliceResources gives the resources of hardvisor.slice: memory.min is the
 // host reserve, so guest memory pressure cannot reclaim the host services'
 // memory (a child's memory.min only protects within its parent's).
-func SliceResources(r config.Resources) *cgroup2.Resources {
-	return &cgroup2.Resources{Memory: &cgroup2.Memory{Min: ptr(int64(r.Reserve.Memory))}}
+func SliceResources(r config.Resources) Resources {
+	return Resources{{"memory.min", num(int64(r.Reserve.Memory))}}
 }
 
 // MachineResources gives the resources of machine/, the guests' total
@@ -133,7 +151,7 @@ func SliceResources(r config.Resources) *cgroup2.Resources {
 // On a machine the reserve fills (a small test VM), it gives a closed
 // ceiling, memory.max 0 and the smallest cpu.max, and an error saying why:
 // no guest can run there, but the host itself can.
-func MachineResources(r config.Resources, m Size) (*cgroup2.Resources, error) {
+func MachineResources(r config.Resources, m Size) (Resources, error) {
 	mem, cpus := r.Host.Memory, r.Host.CPUs
 	if mem == 0 {
 		mem = m.Memory
@@ -149,17 +167,14 @@ func MachineResources(r config.Resources, m Size) (*cgroup2.Resources, error) {
 	if gcpus <= 0 {
 		errs = append(errs, fmt.Errorf("machine cpus: host %d minus reserve %d leaves nothing for guests", cpus, r.Reserve.CPUs))
 	}
+	cpuMax := func(quota int64) string { return fmt.Sprintf("%d %d", quota, CPUPeriod) }
 	if err := errors.Join(errs...); err != nil {
-		return &cgroup2.Resources{
-			Memory: &cgroup2.Memory{Max: ptr(int64(0))},
-			CPU:    &cgroup2.CPU{Max: cgroup2.NewCPUMax(ptr(int64(MinCPUQuota)), ptr(uint64(CPUPeriod)))},
-		}, err
+		return Resources{{"memory.max", "0"}, {"cpu.max", cpuMax(MinCPUQuota)}}, err
 	}
-	return &cgroup2.Resources{
-		Memory: &cgroup2.Memory{Max: ptr(int64(gmem))},
-		CPU:    &cgroup2.CPU{Max: cgroup2.NewCPUMax(ptr(int64(gcpus)*CPUPeriod), ptr(uint64(CPUPeriod)))},
-	}, nil
+	return Resources{{"memory.max", num(int64(gmem))}, {"cpu.max", cpuMax(int64(gcpus) * CPUPeriod)}}, nil
 }
+
+func num(n int64) string { return strconv.FormatInt(n, 10) }
 
 // CheckReserve reports host services whose reservations (memory.min, with
 // DefaultLimits applied) add up to more than the host reserve: the kernel
@@ -225,5 +240,3 @@ func ParseCPUUsage(r io.Reader) (time.Duration, error) {
 	}
 	return 0, errors.New("cpu.stat has no usage_usec")
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -1,12 +1,10 @@
 package cgroups
 
 import (
-	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/containerd/cgroups/v3/cgroup2"
 
 	"hardvisor.dev/hardvisor/config"
 )
@@ -15,31 +13,20 @@ func TestServiceResources(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		in   Limits
-		want cgroup2.Resources
+		want Resources
 	}{
-		{"defaults", Limits{}, cgroup2.Resources{
-			Memory: &cgroup2.Memory{Max: ptr(int64(536870912))},
-			CPU:    &cgroup2.CPU{Weight: ptr(uint64(100))},
-			Pids:   &cgroup2.Pids{Max: 1024},
-		}},
-		{"all set", Limits{MemoryMin: 64 * config.Mi, MemoryMax: 256 * config.Mi, CPUWeight: 500, PIDsMax: 64}, cgroup2.Resources{
-			Memory: &cgroup2.Memory{Min: ptr(int64(67108864)), Max: ptr(int64(268435456))},
-			CPU:    &cgroup2.CPU{Weight: ptr(uint64(500))},
-			Pids:   &cgroup2.Pids{Max: 64},
-		}},
-		{"partial", Limits{MemoryMax: config.Gi}, cgroup2.Resources{
-			Memory: &cgroup2.Memory{Max: ptr(int64(1073741824))},
-			CPU:    &cgroup2.CPU{Weight: ptr(uint64(100))},
-			Pids:   &cgroup2.Pids{Max: 1024},
-		}},
+		{"defaults", Limits{}, Resources{{"memory.max", "536870912"}, {"cpu.weight", "100"}, {"pids.max", "1024"}}},
+		{"all set", Limits{MemoryMin: 64 * config.Mi, MemoryMax: 256 * config.Mi, CPUWeight: 500, PIDsMax: 64},
+			Resources{{"memory.max", "268435456"}, {"memory.min", "67108864"}, {"cpu.weight", "500"}, {"pids.max", "64"}}},
+		{"partial", Limits{MemoryMax: config.Gi}, Resources{{"memory.max", "1073741824"}, {"cpu.weight", "100"}, {"pids.max", "1024"}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := ServiceResources(tt.in)
-			if d := diffResources(got, &tt.want); d != "" {
-				t.Error(d)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %v\nwant %v", got, tt.want)
 			}
-			if c := strings.Join(got.EnabledControllers(), " "); c != "cpu memory pids" {
-				t.Errorf("controllers = %q, want %q", c, "cpu memory pids")
+			if c := strings.Join(got.Controllers(), " "); c != "memory cpu pids" {
+				t.Errorf("controllers = %q, want %q", c, "memory cpu pids")
 			}
 		})
 	}
@@ -50,33 +37,33 @@ func TestMachineResources(t *testing.T) {
 		name    string
 		res     config.Resources
 		m       Size
-		wantMem int64
-		wantCPU cgroup2.CPUMax
+		wantMem string
+		wantCPU string
 		wantErr string
 	}{
 		{
 			name:    "from config",
 			res:     config.Resources{Host: config.Capacity{Memory: 32 * config.Gi, CPUs: 8}, Reserve: config.Capacity{Memory: 2 * config.Gi, CPUs: 2}},
 			m:       Size{Memory: 64 * config.Gi, CPUs: 16}, // ignored: the config says
-			wantMem: 32212254720, wantCPU: "600000 100000",
+			wantMem: "32212254720", wantCPU: "600000 100000",
 		},
 		{
 			name:    "measured",
 			res:     config.Resources{Reserve: config.Capacity{Memory: config.Gi, CPUs: 1}},
 			m:       Size{Memory: 4 * config.Gi, CPUs: 4},
-			wantMem: 3221225472, wantCPU: "300000 100000",
+			wantMem: "3221225472", wantCPU: "300000 100000",
 		},
 		{
 			name:    "mixed",
 			res:     config.Resources{Host: config.Capacity{CPUs: 2}, Reserve: config.Capacity{Memory: 512 * config.Mi, CPUs: 1}},
 			m:       Size{Memory: 2 * config.Gi, CPUs: 64},
-			wantMem: 1610612736, wantCPU: "100000 100000",
+			wantMem: "1610612736", wantCPU: "100000 100000",
 		},
 		{
 			name:    "nothing left",
 			res:     config.Resources{Reserve: config.Capacity{Memory: 4 * config.Gi, CPUs: 2}},
 			m:       Size{Memory: 4 * config.Gi, CPUs: 2},
-			wantMem: 0, wantCPU: "1000 100000",
+			wantMem: "0", wantCPU: "1000 100000",
 			wantErr: "machine memory: host 4Gi minus reserve 4Gi leaves nothing for guests\nmachine cpus: host 2 minus reserve 2 leaves nothing for guests",
 		},
 	} {
@@ -88,9 +75,8 @@ func TestMachineResources(t *testing.T) {
 			if tt.wantErr == "" && err != nil {
 				t.Fatal(err)
 			}
-			want := &cgroup2.Resources{Memory: &cgroup2.Memory{Max: &tt.wantMem}, CPU: &cgroup2.CPU{Max: tt.wantCPU}}
-			if d := diffResources(got, want); d != "" {
-				t.Error(d)
+			if want := (Resources{{"memory.max", tt.wantMem}, {"cpu.max", tt.wantCPU}}); !slices.Equal(got, want) {
+				t.Errorf("got %v\nwant %v", got, want)
 			}
 		})
 	}
@@ -98,9 +84,8 @@ func TestMachineResources(t *testing.T) {
 
 func TestSliceResources(t *testing.T) {
 	got := SliceResources(config.Resources{Reserve: config.Capacity{Memory: config.Gi, CPUs: 1}})
-	want := &cgroup2.Resources{Memory: &cgroup2.Memory{Min: ptr(int64(1073741824))}}
-	if d := diffResources(got, want); d != "" {
-		t.Error(d)
+	if want := (Resources{{"memory.min", "1073741824"}}); !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }
 
@@ -135,49 +120,4 @@ func TestParse(t *testing.T) {
 	if _, err := ParseCPUUsage(strings.NewReader("user_usec 1\n")); err == nil || err.Error() != "cpu.stat has no usage_usec" {
 		t.Errorf("ParseCPUUsage without usage_usec: %v", err)
 	}
-}
-
-// diffResources compares the fields this package sets, value by value.
-func diffResources(got, want *cgroup2.Resources) string {
-	var d []string
-	f := func(name string, g, w any) {
-		if g != w {
-			d = append(d, fmt.Sprintf("%s: got %v, want %v", name, g, w))
-		}
-	}
-	mem := func(r *cgroup2.Resources) (min, max any) {
-		if r.Memory == nil {
-			return "no memory", "no memory"
-		}
-		return deref(r.Memory.Min), deref(r.Memory.Max)
-	}
-	gmin, gmax := mem(got)
-	wmin, wmax := mem(want)
-	f("memory.min", gmin, wmin)
-	f("memory.max", gmax, wmax)
-	cpu := func(r *cgroup2.Resources) (w, m any) {
-		if r.CPU == nil {
-			return "no cpu", "no cpu"
-		}
-		return deref(r.CPU.Weight), r.CPU.Max
-	}
-	gw, gm := cpu(got)
-	ww, wm := cpu(want)
-	f("cpu.weight", gw, ww)
-	f("cpu.max", gm, wm)
-	pids := func(r *cgroup2.Resources) any {
-		if r.Pids == nil {
-			return "no pids"
-		}
-		return r.Pids.Max
-	}
-	f("pids.max", pids(got), pids(want))
-	return strings.Join(d, "\n")
-}
-
-func deref[T any](p *T) any {
-	if p == nil {
-		return "unset"
-	}
-	return *p
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/containerd/cgroups/v3/cgroup2"
 	"golang.org/x/sys/unix"
 
 	"hardvisor.dev/hardvisor/config"
@@ -31,11 +30,11 @@ type Tree struct {
 // size, used where resources.host is unset.
 func Open(mount string, r config.Resources, m Size) (*Tree, error) {
 	mres, noRoom := MachineResources(r, m)
-	if _, err := cgroup2.NewManager(mount, "/"+Slice, SliceResources(r)); err != nil {
-		return nil, fmt.Errorf("create cgroup %s: %w", Slice, err)
+	if err := create(mount, Slice, SliceResources(r)); err != nil {
+		return nil, err
 	}
-	if _, err := cgroup2.NewManager(mount, "/"+Machine, mres); err != nil {
-		return nil, fmt.Errorf("create cgroup %s: %w", Machine, err)
+	if err := create(mount, Machine, mres); err != nil {
+		return nil, err
 	}
 	// libvirt sets each guest's ceilings in machine/<guest>: the root and
 	// machine/ pass it every controller those need.
@@ -81,10 +80,50 @@ type Group struct {
 	dir  *os.File
 }
 
+// create makes the group at rel under mount (or keeps the one there),
+// enables the controllers res needs in every group above it, from the
+// mount's root down, and writes res. A group it made and could not set up
+// is removed again.
+func create(mount, rel string, res Resources) error {
+	path := filepath.Join(mount, rel)
+	err := os.Mkdir(path, 0o755)
+	made := err == nil
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create cgroup %s: %w", rel, err)
+	}
+	if err = setUp(mount, rel, res); err != nil && made {
+		os.Remove(path)
+	}
+	return err
+}
+
+func setUp(mount, rel string, res Resources) error {
+	if ctrls := res.Controllers(); len(ctrls) > 0 {
+		// Each group above rel, from the root down, passes them on.
+		above := []string{mount}
+		if d := filepath.Dir(rel); d != "." {
+			for _, part := range strings.Split(d, "/") {
+				above = append(above, filepath.Join(above[len(above)-1], part))
+			}
+		}
+		for _, dir := range above {
+			if err := enableControllers(dir, ctrls); err != nil {
+				return err
+			}
+		}
+	}
+	for _, s := range res {
+		if err := os.WriteFile(filepath.Join(mount, rel, s.File), []byte(s.Value), 0); err != nil {
+			return fmt.Errorf("cgroup %s: write %s %q: %w", rel, s.File, s.Value, err)
+		}
+	}
+	return nil
+}
+
 // newGroup creates the group at rel under mount with res and opens it.
-func newGroup(mount, rel string, res *cgroup2.Resources) (*Group, error) {
-	if _, err := cgroup2.NewManager(mount, "/"+rel, res); err != nil {
-		return nil, fmt.Errorf("create cgroup %s: %w", rel, err)
+func newGroup(mount, rel string, res Resources) (*Group, error) {
+	if err := create(mount, rel, res); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(mount, rel)
 	// O_PATH is enough for clone3's CLONE_INTO_CGROUP and keeps the fd from

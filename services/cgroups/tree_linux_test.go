@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/cgroups/v3/cgroup2"
-
 	"hardvisor.dev/hardvisor/config"
 )
 
@@ -52,7 +50,7 @@ func writableCgroup2(t *testing.T) (mount string, controllers []string) {
 func TestGroupStartsChildInside(t *testing.T) {
 	mount, _ := writableCgroup2(t)
 	rel := fmt.Sprintf("hvtest-%d", os.Getpid())
-	g, err := newGroup(mount, rel, &cgroup2.Resources{})
+	g, err := newGroup(mount, rel, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
