@@ -41,23 +41,21 @@ func (s ApplySysctls) Run() error {
 
 func applySysctl(sc Sysctl) Check {
 	c := Check{Name: sc.Key, Want: sc.Value}
-	p := sc.Path()
-	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) && sc.IfPresent {
+	b, werr, err := writeReadKernfs(sc.Path(), sc.Value)
+	if errors.Is(err, fs.ErrNotExist) && sc.IfPresent {
 		c.NotApplicable = true
 		return c
 	}
-	if err := os.WriteFile(p, []byte(sc.Value), 0); err != nil {
-		c.Err = err.Error()
-	}
-	b, err := os.ReadFile(p)
 	if err != nil {
 		c.Err = err.Error()
 		return c
 	}
 	c.Got = strings.Join(strings.Fields(string(b)), " ")
 	c.OK = c.Got == sc.Value
-	if c.OK {
-		c.Err = "" // e.g. EPERM writing a value that is already in force
+	// A refused write is no failure when the value is in force already
+	// (kexec_load_disabled=1 refuses a second write with EPERM).
+	if !c.OK && werr != nil {
+		c.Err = werr.Error()
 	}
 	return c
 }

@@ -340,7 +340,7 @@ func (d *devices) scan() []string {
 		if _, ok := d.seen[dir]; ok {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, "modalias"))
+		b, err := readKernfs(filepath.Join(dir, "modalias"))
 		if err != nil {
 			continue // no modalias, or the device went away while drivers loaded
 		}
