@@ -250,6 +250,14 @@ func (g Guest) code() ([]byte, error) {
 	a.op(fmt.Sprintf("mov ax,%#x ; PWRBTN_EN", pwrBtnSts), 0xb8, byte(pwrBtnSts&0xff), byte(pwrBtnSts>>8))
 	a.op("out dx,ax", 0xef)
 
+	// SeaBIOS's serial console writes the end of its own output ("..."
+	// and the line break after "Booting from Hard Disk") lazily, from its
+	// timer interrupt: let three ticks pass first, or that tail lands in
+	// the middle of one of this guest's lines.
+	a.op("sti", 0xfb)
+	for range 3 {
+		a.op("hlt ; until the next timer tick", 0xf4)
+	}
 	a.addr16("mov si,msgUp", []byte{0xbe}, "msgUp")
 	a.rel16("call puts", 0xe8, "puts")
 

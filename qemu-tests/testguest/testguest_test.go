@@ -101,8 +101,13 @@ func TestBoot(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
-			for _, line := range tc.want {
-				if err := waitFor(ctx, con, line+"\r\n", done); err != nil {
+			for i, line := range tc.want {
+				want := line + "\r\n"
+				if i == 0 {
+					// SeaBIOS's last line is out in full before the guest's first.
+					want = "Booting from Hard Disk...\r\n" + want
+				}
+				if err := waitFor(ctx, con, want, done); err != nil {
 					t.Fatalf("%v\nqemu: %s", err, out.String())
 				}
 				t.Logf("%q after %v", line, time.Since(start).Round(time.Millisecond))
