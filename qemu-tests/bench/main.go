@@ -86,13 +86,11 @@ func run() error {
 		ready := regexp.MustCompile(`hardvisor: ready version=`)
 		fmt.Printf("%-34s %8s   %-40s %8s  %s\n", "measure", "hardvisor", "baseline", "value", "ratio")
 		// The kernel medium: direct boot, as the full bench's default row.
-		floor, err := bootTime(filepath.Join(out, build.Kernel), floorCPIO, m.Cmdline, regexp.MustCompile(regexp.QuoteMeta(qemu.FloorMarker)))
+		kernel := filepath.Join(out, build.Kernel)
+		floor, d, err := pairTime(qemu.Options{Kernel: kernel, Initrd: floorCPIO, Append: m.Cmdline}, regexp.MustCompile(regexp.QuoteMeta(qemu.FloorMarker)),
+			qemu.Options{Kernel: kernel, Initrd: filepath.Join(out, build.Initramfs), Append: m.Cmdline}, ready)
 		if err != nil {
-			return fmt.Errorf("floor boot: %w", err)
-		}
-		d, err := bootTime(filepath.Join(out, build.Kernel), filepath.Join(out, build.Initramfs), m.Cmdline, ready)
-		if err != nil {
-			return err
+			return fmt.Errorf("kernel: %w", err)
 		}
 		row("boot to ready, kernel (direct)", secs(d), "floor (target ratio <= 1.30)", secs(floor), ratio(d, floor))
 		return benchMedia(work, out, m, floorCPIO, ready)
@@ -271,10 +269,11 @@ func benchMedia(work, out string, m *manifest.Manifest, floorCPIO string, ready 
 	}
 	floorMark := regexp.MustCompile(regexp.QuoteMeta(qemu.FloorMarker))
 	uefi := &qemu.Firmware{}
-	media := []struct {
+	type medium struct {
 		name        string
 		floor, ours qemu.Options
-	}{
+	}
+	media := []medium{
 		{"usb (OVMF, virtio disk)",
 			qemu.Options{Firmware: uefi, Disks: []qemu.Disk{{Path: floorImg, Snapshot: true, BootIndex: 1}}},
 			qemu.Options{Firmware: uefi, Disks: []qemu.Disk{{Path: filepath.Join(out, build.DiskImage), Snapshot: true, BootIndex: 1}}}},
@@ -282,46 +281,32 @@ func benchMedia(work, out string, m *manifest.Manifest, floorCPIO string, ready 
 			qemu.Options{Firmware: uefi, Disks: []qemu.Disk{{Path: floorISO, Interface: qemu.CDROM, BootIndex: 1}}},
 			qemu.Options{Firmware: uefi, Disks: []qemu.Disk{{Path: filepath.Join(out, build.ISO), Interface: qemu.CDROM, BootIndex: 1}}}},
 	}
-	for _, md := range media {
-		f, err := markerTime(md.floor, floorMark)
-		if err != nil {
-			return fmt.Errorf("%s floor: %w", md.name, err)
-		}
-		d, err := markerTime(md.ours, ready)
-		if err != nil {
-			return fmt.Errorf("%s: %w", md.name, err)
-		}
-		row("boot to ready, "+md.name, secs(d), "its floor (target ratio <= 1.30)", secs(f), ratio(d, f))
-	}
-	// PXE: SeaBIOS + iPXE fetching boot.ipxe over HTTP from an in-process server.
-	var pxeFloor time.Duration
-	for _, side := range []struct {
-		dir    string
-		marker *regexp.Regexp
-		label  string
-	}{{filepath.Join(fdir, pxe.Dir), floorMark, "floor"}, {filepath.Join(out, pxe.Dir), ready, "ours"}} {
-		root, err := os.OpenRoot(side.dir)
+	// PXE: SeaBIOS + iPXE fetching boot.ipxe over HTTP from an in-process
+	// server, one per side.
+	var pxeOpts [2]qemu.Options
+	for i, dir := range []string{filepath.Join(fdir, pxe.Dir), filepath.Join(out, pxe.Dir)} {
+		root, err := os.OpenRoot(dir)
 		if err != nil {
 			return err
 		}
+		defer root.Close()
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
 		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
 		go serve.Serve(ctx, l, serve.Handler(root, slog.New(slog.NewTextHandler(io.Discard, nil))))
 		url := fmt.Sprintf("http://10.0.2.2:%d/%s", l.Addr().(*net.TCPAddr).Port, pxe.Script)
-		d, err := markerTime(qemu.Options{NICs: []qemu.NIC{{BootFile: url, BootIndex: 1}}}, side.marker)
-		cancel()
-		root.Close()
+		pxeOpts[i] = qemu.Options{NICs: []qemu.NIC{{BootFile: url, BootIndex: 1}}}
+	}
+	media = append(media, medium{"pxe (SeaBIOS+iPXE, HTTP)", pxeOpts[0], pxeOpts[1]})
+	for _, md := range media {
+		f, d, err := pairTime(md.floor, floorMark, md.ours, ready)
 		if err != nil {
-			return fmt.Errorf("pxe %s: %w", side.label, err)
+			return fmt.Errorf("%s: %w", md.name, err)
 		}
-		if side.label == "floor" {
-			pxeFloor = d
-			continue
-		}
-		row("boot to ready, pxe (SeaBIOS+iPXE, HTTP)", secs(d), "its floor (target ratio <= 1.30)", secs(pxeFloor), ratio(d, pxeFloor))
+		row("boot to ready, "+md.name, secs(d), "its floor (target ratio <= 1.30)", secs(f), ratio(d, f))
 	}
 	return nil
 }
@@ -379,20 +364,46 @@ func benchRSS(bin, src, work, cacheDir, out, cmdline string) error {
 func markerTime(opts qemu.Options, marker *regexp.Regexp) (time.Duration, error) {
 	var ds []time.Duration
 	for i := 0; i < bootRuns; i++ {
-		o := opts
-		o.Name, o.NoReboot = "bench", true
-		vm, err := qemu.Start(context.Background(), nil, o)
+		d, err := bootOnce(opts, marker)
 		if err != nil {
 			return 0, err
 		}
-		_, at, err := vm.ExpectAt(marker, 180*time.Second)
-		vm.Close()
-		if err != nil {
-			return 0, err
-		}
-		ds = append(ds, at)
+		ds = append(ds, d)
 	}
 	return median(ds), nil
+}
+
+// pairTime boots a floor and the artifact bootRuns times each, one after
+// the other in turn, and returns both medians: a machine that slows down or
+// speeds up during the bench then weighs on both sides alike, where timing
+// all floor boots first and all of ours after would put the drift into the
+// ratio.
+func pairTime(floor qemu.Options, floorMark *regexp.Regexp, ours qemu.Options, ready *regexp.Regexp) (f, d time.Duration, err error) {
+	var fs, ds []time.Duration
+	for i := 0; i < bootRuns; i++ {
+		fd, err := bootOnce(floor, floorMark)
+		if err != nil {
+			return 0, 0, fmt.Errorf("floor: %w", err)
+		}
+		od, err := bootOnce(ours, ready)
+		if err != nil {
+			return 0, 0, err
+		}
+		fs, ds = append(fs, fd), append(ds, od)
+	}
+	return median(fs), median(ds), nil
+}
+
+// bootOnce boots opts and returns the time from QEMU's start to the marker.
+func bootOnce(opts qemu.Options, marker *regexp.Regexp) (time.Duration, error) {
+	opts.Name, opts.NoReboot = "bench", true
+	vm, err := qemu.Start(context.Background(), nil, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer vm.Close()
+	_, at, err := vm.ExpectAt(marker, 180*time.Second)
+	return at, err
 }
 
 // bootTime boots kernel+initrd directly bootRuns times and returns the median
