@@ -359,20 +359,6 @@ func benchRSS(bin, src, work, cacheDir, out, cmdline string) error {
 	return nil
 }
 
-// markerTime boots opts bootRuns times and returns the median time from QEMU's
-// start to the marker.
-func markerTime(opts qemu.Options, marker *regexp.Regexp) (time.Duration, error) {
-	var ds []time.Duration
-	for i := 0; i < bootRuns; i++ {
-		d, err := bootOnce(opts, marker)
-		if err != nil {
-			return 0, err
-		}
-		ds = append(ds, d)
-	}
-	return median(ds), nil
-}
-
 // pairTime boots a floor and the artifact bootRuns times each, one after
 // the other in turn, and returns both medians: a machine that slows down or
 // speeds up during the bench then weighs on both sides alike, where timing
@@ -409,7 +395,15 @@ func bootOnce(opts qemu.Options, marker *regexp.Regexp) (time.Duration, error) {
 // bootTime boots kernel+initrd directly bootRuns times and returns the median
 // time from QEMU's start to the marker line.
 func bootTime(kernel, initrd, cmdline string, marker *regexp.Regexp) (time.Duration, error) {
-	return markerTime(qemu.Options{Kernel: kernel, Initrd: initrd, Append: cmdline}, marker)
+	var ds []time.Duration
+	for i := 0; i < bootRuns; i++ {
+		d, err := bootOnce(qemu.Options{Kernel: kernel, Initrd: initrd, Append: cmdline}, marker)
+		if err != nil {
+			return 0, err
+		}
+		ds = append(ds, d)
+	}
+	return median(ds), nil
 }
 
 func timed(f func() error) (time.Duration, error) {
