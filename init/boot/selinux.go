@@ -39,14 +39,21 @@ func relabel(fc *selinux.FileContexts, roots []string, l labeler) (int, error) {
 				}
 				return nil
 			}
+			// A device node may go away while the modules step's drivers
+			// probe beside this walk: one that is gone needs no label.
 			got, err := l.Label(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
 			if err != nil && !errors.Is(err, errNoLabel) {
 				return fmt.Errorf("read label of %s: %w", p, err)
 			}
 			if got == want {
 				return nil
 			}
-			if err := l.SetLabel(p, want); err != nil {
+			if err := l.SetLabel(p, want); errors.Is(err, fs.ErrNotExist) {
+				return nil
+			} else if err != nil {
 				return fmt.Errorf("label %s %s: %w", p, want, err)
 			}
 			n++

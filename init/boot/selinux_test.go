@@ -1,10 +1,12 @@
 package boot
 
 import (
+	"io/fs"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"hardvisor.dev/hardvisor/image/selinux"
@@ -60,6 +62,61 @@ func TestRelabel(t *testing.T) {
 	if n, err := relabel(fc, fc.Roots(), labels); n != 0 || err != nil {
 		t.Errorf("second relabel = %d, %v; want 0, nil", n, err)
 	}
+}
+
+// goneLabels is fakeLabels where the files in gone vanish as relabel reads
+// their label and those in goneOnSet as it sets it, as device nodes may
+// while drivers probe beside the walk.
+type goneLabels struct {
+	fakeLabels
+	gone, goneOnSet string
+}
+
+func (g goneLabels) Label(p string) (string, error) {
+	if p == g.gone {
+		return "", &fs.PathError{Op: "lgetxattr", Path: p, Err: syscall.ENOENT}
+	}
+	return g.fakeLabels.Label(p)
+}
+
+func (g goneLabels) SetLabel(p, c string) error {
+	if p == g.goneOnSet {
+		return &fs.PathError{Op: "lsetxattr", Path: p, Err: syscall.ENOENT}
+	}
+	return g.fakeLabels.SetLabel(p, c)
+}
+
+func TestRelabelSkipsFilesThatGoAway(t *testing.T) {
+	root := t.TempDir()
+	for _, p := range []string{"dev/a", "dev/b", "dev/c"} {
+		writeFile(t, filepath.Join(root, p), "")
+	}
+	fc, err := selinux.ParseFileContexts(strings.NewReader(regexp.QuoteMeta(root) + "/dev(/.*)?\tdev_ctx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := goneLabels{fakeLabels: fakeLabels{}, gone: root + "/dev/a", goneOnSet: root + "/dev/b"}
+	n, err := relabel(fc, fc.Roots(), labels)
+	if err != nil {
+		t.Fatalf("relabel: %v", err)
+	}
+	want := fakeLabels{root + "/dev": "dev_ctx", root + "/dev/c": "dev_ctx"}
+	if !mapsEqual(labels.fakeLabels, want) || n != 2 {
+		t.Errorf("relabel = %d, labels %v; want 2, %v", n, labels.fakeLabels, want)
+	}
+	// Any other failure still stops it.
+	labels.goneOnSet = ""
+	failing := failLabels{labels}
+	if _, err := relabel(fc, fc.Roots(), failing); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("relabel with EACCES = %v, want the error", err)
+	}
+}
+
+// failLabels refuses every SetLabel.
+type failLabels struct{ goneLabels }
+
+func (failLabels) SetLabel(p, c string) error {
+	return &fs.PathError{Op: "lsetxattr", Path: p, Err: syscall.EACCES}
 }
 
 func mapsEqual(a, b map[string]string) bool {

@@ -1,10 +1,14 @@
 package boot
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+
+	"hardvisor.dev/hardvisor/config"
 )
 
 func writeFile(t *testing.T, p, content string) {
@@ -95,5 +99,35 @@ func TestRemoveTree(t *testing.T) {
 	}
 	if freed, err := removeTree(dir); err != nil || freed != 0 {
 		t.Fatalf("removeTree of a missing dir = %d, %v; want 0, nil", freed, err)
+	}
+}
+
+// The modules step returns at once; its loads' failure stops the boot at
+// ModulesLoaded, which waits for them, and only once.
+func TestModulesLoadedReportsTheLoads(t *testing.T) {
+	c, err := config.Parse("default", config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Host{Console: io.Discard, Config: c}
+	if err := (ModulesLoaded{Host: h}).Run(); err == nil || !strings.Contains(err.Error(), "modules step has not run") {
+		t.Errorf("ModulesLoaded before the modules step = %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "no-index")
+	if err := (Modules{Host: h, Dir: dir, Sysfs: t.TempDir()}).Run(); err != nil {
+		t.Fatalf("modules step: %v", err)
+	}
+	err = ModulesLoaded{Host: h}.Run()
+	if err == nil || !strings.Contains(err.Error(), "read module index") || !strings.Contains(err.Error(), dir) {
+		t.Errorf("ModulesLoaded = %v, want the index's read error naming %s", err, dir)
+	}
+	if h.modules != nil || h.Modules.Loaded != nil {
+		t.Errorf("a failed load left a loader: %+v", h.Modules)
+	}
+	if err := (ModulesLoaded{Host: h}).Run(); err == nil || !strings.Contains(err.Error(), "modules step has not run") {
+		t.Errorf("ModulesLoaded twice = %v", err)
+	}
+	if err := h.LoadModules("ext4"); err == nil {
+		t.Error("LoadModules after failed loads succeeded")
 	}
 }
