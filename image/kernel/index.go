@@ -152,7 +152,11 @@ func (ix *Index) parseAliases(r io.Reader) error {
 	line := 0
 	for sc.Scan() {
 		line++
-		f := strings.Fields(sc.Text())
+		var buf [3]string
+		f, ok := aliasFields(sc.Text(), &buf)
+		if !ok {
+			f = strings.Fields(sc.Text())
+		}
 		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
 			continue
 		}
@@ -262,6 +266,26 @@ func (ix *Index) Closure(names []string) ([]string, error) {
 	return out, nil
 }
 
+// aliasFields splits a line the way the builder writes it, three fields
+// with single spaces between them, into f without allocating; ok is false
+// for any other line, which strings.Fields must then split.
+func aliasFields(line string, f *[3]string) (fields []string, ok bool) {
+	if strings.ContainsAny(line, "\t\r\v\f") {
+		return nil, false
+	}
+	var found bool
+	if f[0], line, found = strings.Cut(line, " "); !found {
+		return nil, false
+	}
+	if f[1], f[2], found = strings.Cut(line, " "); !found {
+		return nil, false
+	}
+	if f[0] == "" || f[1] == "" || f[2] == "" || strings.Contains(f[2], " ") {
+		return nil, false
+	}
+	return f[:], true
+}
+
 // compileAlias turns a modules.alias pattern into the path.Match pattern
 // that matches what modprobe's fnmatch would on a normalized modalias, and
 // returns its literal prefix too. Modaliases hold no '/', so path.Match's
@@ -271,8 +295,12 @@ func compileAlias(pattern string) (compiled, prefix string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	if _, err := path.Match(p, ""); err != nil {
-		return "", "", fmt.Errorf("alias pattern %q: %w", pattern, err)
+	// Only a bracket or an escape can make a pattern malformed; PID 1 reads
+	// some 1,400 aliases at every boot, most of them plain.
+	if strings.ContainsAny(p, `[\`) {
+		if _, err := path.Match(p, ""); err != nil {
+			return "", "", fmt.Errorf("alias pattern %q: %w", pattern, err)
+		}
 	}
 	prefix = p
 	if i := strings.IndexAny(p, `*?[\`); i >= 0 {
@@ -286,6 +314,9 @@ func compileAlias(pattern string) (compiled, prefix string, err error) {
 // except inside brackets, and brackets must pair. It also spells fnmatch's
 // bracket negation "[!" the way path.Match wants it, "[^".
 func normalizeAlias(s string) (string, error) {
+	if !strings.ContainsAny(s, "-[]") {
+		return s, nil
+	}
 	b := []byte(s)
 	for i := 0; i < len(b); i++ {
 		switch b[i] {

@@ -78,6 +78,19 @@ func testIndex(t *testing.T) *Index {
 	return ix
 }
 
+// Alias lines split on any whitespace, as modprobe's do, not only on the
+// single spaces the builder writes.
+func TestIndexAliasWhitespace(t *testing.T) {
+	ix, err := ParseIndex(strings.NewReader("/m/a.ko\n/m/b.ko\n"), strings.NewReader("/m/a.ko:\n/m/b.ko:\n"),
+		strings.NewReader("alias\tpci:v1*  a\n  alias usb:v2* b \r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ix.Match([]string{"pci:v1234", "usb:v2345"}); !reflect.DeepEqual(got, []string{"a", "b"}) {
+		t.Errorf("Match = %q, want [a b]", got)
+	}
+}
+
 func TestIndexMatch(t *testing.T) {
 	ix := testIndex(t)
 	for _, tc := range []struct {
@@ -186,6 +199,8 @@ func TestParseIndexErrors(t *testing.T) {
 		{"module without dep line", load, a + ":\n", "", "modules.dep: no line for /m/b.ko"},
 		{"alias syntax", load, deps, "alias x\n", `modules.alias line 1: want "alias PATTERN MODULE", got "alias x"`},
 		{"alias not alias", load, deps, "options a x=1\n", `modules.alias line 1: want "alias PATTERN MODULE", got "options a x=1"`},
+		{"alias with four fields", load, deps, "alias pci:* a b\n", `modules.alias line 1: want "alias PATTERN MODULE", got "alias pci:* a b"`},
+		{"alias with four fields, tabs", load, deps, "alias\tpci:*\ta\tb\n", `modules.alias line 1: want "alias PATTERN MODULE", got "alias\tpci:*\ta\tb"`},
 		{"alias of unlisted module", load, deps, "alias pci:* a\nalias x c\n", "modules.alias line 2: module c is not in modules.load"},
 		{"alias unbalanced", load, deps, "alias pci:v[01 a\n", `modules.alias line 1: alias "pci:v[01": unbalanced brackets`},
 		{"alias bad pattern", load, deps, "alias pci:\\ a\n", `modules.alias line 1: alias pattern "pci:\\": syntax error in pattern`},
