@@ -57,10 +57,11 @@ type Host struct {
 	// Network is what the network step set up.
 	Network *network.Applied
 
-	power   chan PowerAction
-	modules *ModuleLoader // the modules step's, for LoadModules
-	mu      sync.Mutex
-	gate    status.Gate // the health gate's verdict, read by the status server
+	power    chan PowerAction
+	modules  *ModuleLoader // the modules step's, for LoadModules
+	coldplug chan coldplug // the modules step's loads, until ModulesLoaded
+	mu       sync.Mutex
+	gate     status.Gate // the health gate's verdict, read by the status server
 }
 
 // Logf prints one line on the console, prefixed so it stands out from the kernel's.
