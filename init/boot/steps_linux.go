@@ -16,6 +16,7 @@ import (
 
 	"hardvisor.dev/hardvisor/config"
 	"hardvisor.dev/hardvisor/image/kernel"
+	"hardvisor.dev/hardvisor/services/kernfs"
 	"hardvisor.dev/hardvisor/services/spawn"
 )
 
@@ -397,7 +398,7 @@ func (d *devices) scan() []string {
 		if _, ok := d.seen[dir]; ok {
 			continue
 		}
-		b, err := readKernfs(filepath.Join(dir, "modalias"))
+		b, err := kernfs.Read(filepath.Join(dir, "modalias"))
 		if err != nil {
 			continue // no modalias, or the device went away while drivers loaded
 		}
@@ -467,7 +468,7 @@ func (h *Host) LoadModules(names ...string) error {
 
 // Sequence is the boot order of this image's PID 1.
 func Sequence(h *Host, sp spawn.Spawner) []Step {
-	steps := make([]Step, 0, len(EarlyMounts)+5)
+	steps := make([]Step, 0, len(EarlyMounts)+20)
 	for _, m := range EarlyMounts {
 		steps = append(steps, m)
 	}
@@ -484,11 +485,12 @@ func Sequence(h *Host, sp spawn.Spawner) []Step {
 		DataPartition{Host: h, Spawner: sp, LoadFS: func() error { return h.LoadModules(DataFSModule) }},
 		SELinuxData{Host: h},
 		Network{Host: h, Sysfs: "/sys"},
-		DisableModules{Host: h, Dir: "/" + kernel.ModulesImageDir},
+		DisableModules{Host: h},
 		PowerEvents{Host: h},
 		StatusServer{Host: h},
 		Services{Host: h, Spawner: sp},
 		HealthGate{Host: h},
 		Ready{Host: h},
+		FreeModules{Host: h, Dir: "/" + kernel.ModulesImageDir},
 	)
 }

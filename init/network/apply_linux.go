@@ -13,6 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"hardvisor.dev/hardvisor/services/kernfs"
 )
 
 // Options tune Apply.
@@ -101,7 +103,7 @@ var RootSysctls = []Sysctl{
 
 func writeSysctl(key, value string) error {
 	p := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
-	if err := os.WriteFile(p, []byte(value), 0); err != nil {
+	if err := kernfs.Write(p, value); err != nil {
 		return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"hardvisor.dev/hardvisor/config"
+	"hardvisor.dev/hardvisor/services/kernfs"
 )
 
 // Mount is where PID 1 mounts cgroup2.
@@ -56,7 +57,7 @@ func enableControllers(dir string, ctrls []string) error {
 	for _, c := range ctrls {
 		b.WriteString("+" + c + " ")
 	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(strings.TrimSpace(b.String())), 0); err != nil {
+	if err := kernfs.Write(filepath.Join(dir, "cgroup.subtree_control"), strings.TrimSpace(b.String())); err != nil {
 		return fmt.Errorf("enable controllers %v in %s: %w", ctrls, dir, err)
 	}
 	return nil
@@ -113,7 +114,7 @@ func setUp(mount, rel string, res Resources) error {
 		}
 	}
 	for _, s := range res {
-		if err := os.WriteFile(filepath.Join(mount, rel, s.File), []byte(s.Value), 0); err != nil {
+		if err := kernfs.Write(filepath.Join(mount, rel, s.File), s.Value); err != nil {
 			return fmt.Errorf("cgroup %s: write %s %q: %w", rel, s.File, s.Value, err)
 		}
 	}
